@@ -36,7 +36,7 @@ def mean_face_for(img_size: tuple[int, int]) -> np.ndarray:
         np.c_[np.full(4, 0.5), np.linspace(0.42, 0.58, 4)],  # 27-30 nose bridge
         row(0.42, 0.58, 0.62, 5),  # 31-35 nose base, 33 in the middle
         ring(0.32, 0.42, 0.09, 0.02, 6),  # 36-41 right eye: 36 outer, 39 inner corner
-        ring(0.68, 0.42, 0.09, 0.02, 6)[[3, 4, 5, 0, 1, 2]],  # 42-47: 42 inner, 45 outer
+        ring(0.68, 0.42, 0.09, 0.02, 6),  # 42-47: 42 inner, 45 outer corner
         ring(0.5, 0.78, 0.16, 0.05, 12),  # 48-59 outer lips
         ring(0.5, 0.78, 0.10, 0.02, 8),  # 60-67 inner lips
     ])
