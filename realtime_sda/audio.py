@@ -1,0 +1,210 @@
+"""Audio input: decoding (PyAV), sample-format conversion, downmix, resampling (soxr), and
+cutting the signal into the model's per-frame windows.
+
+Conventions (documented choices):
+
+- Integer samples are divided by the dtype's maximum (``np.iinfo(dtype).max``), as the
+  original library did; unsigned 8-bit audio (the WAV convention) is centred on 128 first.
+  Float samples are used as they are (the original crashed on them).
+- Multi-channel audio is **averaged** to mono. The original took the first channel, which
+  loses a voice panned to the right or recorded on the second microphone; averaging keeps
+  every channel's speech (pass ``audio[:, 0]`` to reproduce the original exactly).
+- Windows are a strided view of the zero-padded signal, so cutting a 10-minute clip costs
+  one padded copy of the signal, not one copy per frame.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+import torch
+
+from .errors import AudioDecodeError
+
+if TYPE_CHECKING:
+    from .config import SDAConfig
+
+__all__ = [
+    "AudioInput",
+    "decode_audio",
+    "to_float_mono",
+    "resample",
+    "load_audio",
+    "pad_signal",
+    "audio_windows",
+    "cut_audio_sequence",
+    "to_int16",
+]
+
+#: A file path, or an array of samples (n,) or (n, channels).
+AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
+
+
+def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of any file FFmpeg reads (wav, flac, mp3, ogg, m4a...)
+    -> (float32 samples (n, channels), sample rate)."""
+    import av  # a core dependency; imported here to keep ``import realtime_sda`` light
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioDecodeError(f"audio file '{path}' does not exist.")
+    chunks: list[np.ndarray] = []
+    rate = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"'{path}' has no audio stream; give a file with sound in it.")
+            stream = container.streams.audio[0]
+            resampler = None
+            for frame in container.decode(stream):
+                if resampler is None:  # planar float in the file's own layout and rate
+                    rate = frame.sample_rate
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().T)
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().T)
+    except AudioDecodeError:
+        raise
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise AudioDecodeError(
+            f"could not decode audio from '{path}' ({type(exc).__name__}: {exc}). Give a "
+            "wav, flac, mp3, ogg or m4a file, or pass the samples as an array with fs=..."
+        ) from None
+    if not chunks or rate <= 0:
+        raise AudioDecodeError(f"'{path}' holds no audio samples; give a file with sound in it.")
+    return np.concatenate(chunks, axis=0).astype(np.float32, copy=False), int(rate)
+
+
+def to_float_mono(samples: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Samples (n,) or (n, channels) of any int/float dtype -> float32 mono (n,).
+
+    Integers are divided by the dtype's maximum; channels are averaged (see module notes).
+    """
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    arr = np.asarray(samples)
+    if arr.ndim == 2 and arr.shape[0] <= 8 and arr.shape[1] > 64:
+        raise AudioDecodeError(
+            f"audio array of shape {arr.shape} looks channels-first; pass it as (samples, "
+            "channels), e.g. audio.T"
+        )
+    if arr.ndim not in (1, 2):
+        raise AudioDecodeError(f"audio must be (samples,) or (samples, channels), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        out = (arr.astype(np.float32) - 128.0) / 127.0
+    elif np.issubdtype(arr.dtype, np.signedinteger):
+        out = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    elif np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32, copy=False)
+    else:
+        raise AudioDecodeError(
+            f"audio samples of dtype {arr.dtype} are not supported; use int16, int32, float32 or float64"
+        )
+    if out.ndim == 2:
+        out = out[:, 0] if out.shape[1] == 1 else out.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise AudioDecodeError("audio holds NaN or infinite samples; clean the signal first")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def resample(signal: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Resample float32 mono audio with soxr (high quality); a no-op when the rates match."""
+    if int(rate_in) == int(rate_out):
+        return signal
+    import soxr
+
+    return soxr.resample(signal, int(rate_in), int(rate_out), quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(audio: Any, fs: int | None, rate: int) -> np.ndarray:
+    """A path or an array (with ``fs``) -> float32 mono samples at ``rate``.
+
+    Raises :class:`AudioDecodeError` for unreadable input, a missing ``fs`` for an array,
+    or empty audio.
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        samples, fs_file = decode_audio(audio)
+        if fs is not None and int(fs) != fs_file:
+            raise AudioDecodeError(
+                f"fs={fs} was given for the file '{audio}', which is at {fs_file} Hz; leave fs "
+                "out for files (their rate is read from the file)."
+            )
+        fs = fs_file
+    elif isinstance(audio, (np.ndarray, torch.Tensor, list, tuple)):
+        if fs is None:
+            raise AudioDecodeError(
+                "audio was given as an array without its sample rate: pass fs=<rate in Hz>, "
+                "e.g. va(img, samples, fs=16000)."
+            )
+        samples = audio if isinstance(audio, (np.ndarray, torch.Tensor)) else np.asarray(audio)
+    else:
+        raise AudioDecodeError(
+            f"audio must be a file path or an array of samples, not {type(audio).__name__}"
+        )
+    if int(fs) <= 0:
+        raise AudioDecodeError(f"sample rate fs must be positive, got {fs}")
+    mono = to_float_mono(samples)
+    if mono.size == 0:
+        raise AudioDecodeError("the audio is empty: give at least one video frame's worth of sound")
+    return resample(mono, int(fs), rate)
+
+
+def pad_signal(signal: np.ndarray | torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
+    """Zero-pad a 1-D float signal on both sides (one linear-time copy)."""
+    sig = torch.as_tensor(np.asarray(signal, dtype=np.float32) if not isinstance(signal, torch.Tensor) else signal)
+    sig = sig.reshape(-1).to(torch.float32)
+    out = torch.zeros(pad_left + sig.numel() + pad_right, dtype=torch.float32)
+    out[pad_left : pad_left + sig.numel()] = sig
+    return out
+
+
+def audio_windows(signal: np.ndarray | torch.Tensor, config: "SDAConfig") -> torch.Tensor:
+    """Mono signal at ``config.audio_rate`` -> (T, audio_feat_samples) windows, a strided view.
+
+    Frame i sees samples ``i*stride - pad_left`` to ``i*stride - pad_left + feat``.
+    Raises :class:`AudioDecodeError` if the audio is shorter than one video frame.
+    """
+    n = int(signal.shape[0]) if signal.ndim else 0
+    t = config.num_frames(n)
+    if t <= 0:
+        raise AudioDecodeError(
+            f"the audio is too short: {n} samples at {config.audio_rate} Hz make no video frame; "
+            f"give at least {config.stride} samples ({1000 / float(config.video_rate):.0f} ms)."
+        )
+    padded = pad_signal(signal, config.pad_left, config.pad_right)
+    return padded.unfold(0, config.audio_feat_samples, config.stride)[:t]
+
+
+def cut_audio_sequence(
+    seq: np.ndarray | torch.Tensor, feature_length: float, overlap: float, rate: float
+) -> torch.Tensor:
+    """The original library's window cutter, in linear time: (T, feat, 1) overlapping windows.
+
+    ``feat = round(feature_length * rate)``, ``stride = round((feature_length - overlap) *
+    rate)`` (``round``, not the original's ``int``, which truncates products such as
+    0.04 * 50000 = 1999.9999... to 1999); the signal gets ``(feat - stride) // 2`` zeros on the
+    left and the rest on the right, and a window starts at every stride. The result is a
+    strided view of the padded signal: no per-window copy is made.
+    """
+    sig = seq if isinstance(seq, torch.Tensor) else torch.from_numpy(np.asarray(seq, dtype=np.float32))
+    sig = sig.reshape(-1).to(torch.float32)
+    feat = int(round(feature_length * rate))
+    stride = int(round((feature_length - overlap) * rate))
+    if feat <= 0 or stride <= 0:
+        raise ValueError(f"feature_length {feature_length} and overlap {overlap} give feat={feat}, stride={stride}")
+    pad = feat - stride
+    padded = pad_signal(sig, pad // 2, pad - pad // 2)
+    if padded.numel() < feat:
+        return padded.new_zeros((0, feat, 1))
+    return padded.unfold(0, feat, stride).unsqueeze(-1)
+
+
+def to_int16(signal: np.ndarray) -> np.ndarray:
+    """float mono in [-1, 1] -> int16 (n, 1), clipped, as the original returned its audio."""
+    scaled = np.clip(np.asarray(signal, dtype=np.float32), -1.0, 1.0) * 32767.0
+    return np.round(scaled).astype(np.int16).reshape(-1, 1)
