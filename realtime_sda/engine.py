@@ -63,6 +63,8 @@ class _Block:
     """Folded weights of one U-Net block."""
 
     def __init__(self, block: nn.Module, dtype: torch.dtype) -> None:
+        # The GEMM forms are a CPU measure; cuDNN's kernels are used as they are on a GPU.
+        self.allow_gemm = block.dcl1.weight.device.type == "cpu"
         s1, t1 = fold_bn(block.activation1[0])
         s2, t2 = fold_bn(block.activation2[0])
         w1 = block.dcl1.weight.permute(1, 0, 2, 3).flip(2, 3) * s1[:, None, None, None]
@@ -81,7 +83,7 @@ class _Block:
 
     def __call__(self, x: torch.Tensor, skip_bias: torch.Tensor, b: int) -> torch.Tensor:
         n, _, hh, ww = x.shape
-        gemm = hh * ww <= GEMM_MAX_AREA or n * hh * ww <= GEMM_MAX_POSITIONS
+        gemm = self.allow_gemm and (hh * ww <= GEMM_MAX_AREA or n * hh * ww <= GEMM_MAX_POSITIONS)
         h = _conv3x3_gemm(x, self.w_x_mat) if gemm else F.conv2d(x, self.w_x, padding=1)
         h = h.reshape(b, -1, *h.shape[1:]).add_(skip_bias.unsqueeze(1)).relu_().flatten(0, 1)
         if gemm:
