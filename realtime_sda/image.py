@@ -104,7 +104,7 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def to_model_input(rgb: np.ndarray) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> (1, 3, H, W) float32 in [-1, 1] as ``(p / 255 - 0.5) / 0.5``."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(torch.float32)
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).to(torch.float32)
     return ((x / 255.0 - 0.5) / 0.5).unsqueeze(0)
 
 

@@ -1,0 +1,153 @@
+"""The offline API of the original library, same names and meanings: ``VideoAnimator`` turns
+a still face and a speech clip into a video, and ``get_audio_feature_extractor`` gives the
+audio encoder.
+
+Better behaviour than the original: frames are generated in time chunks carrying the GRU
+states and converted to uint8 as they come, so memory stays flat for long clips; any common
+audio format, dtype and channel count is accepted; noise is seeded per frame
+(:class:`~realtime_sda.noise.NoiseSource`), so the same seed gives the same video here and in
+a live stream.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .audio import audio_windows, load_audio, to_int16
+from .face import prepare_still
+from .image import frames_to_uint8
+from .loading import load_model, resolve_device
+from .noise import NoiseSource
+from .video_io import save_video
+
+__all__ = ["VideoAnimator", "Animation", "get_audio_feature_extractor"]
+
+
+@dataclass
+class Animation:
+    """A prepared animation: iterate it for uint8 frame chunks (t, 3, H, W), in order.
+
+    ``audio`` is the model-rate signal as int16 (n, 1), as the original returned it.
+    """
+
+    num_frames: int
+    audio: np.ndarray
+    _chunks: Iterator[torch.Tensor] = field(repr=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for frames in self._chunks:
+            yield frames_to_uint8(frames[0])
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+
+class VideoAnimator:
+    """Speech-driven animation of one still face, offline.
+
+    ``model_path``: a model name (``grid``, ``timit``, ``crema``, ``default``) or a checkpoint
+    path. ``gpu``: CUDA device index, -1 for CPU (the original's meaning); ``device`` (e.g.
+    ``"cuda:1"``) wins when given. ``chunk_frames``: frames generated per step.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] = "grid",
+        gpu: int = -1,
+        device: str | torch.device | None = None,
+        chunk_frames: int = 16,
+    ) -> None:
+        self.device = resolve_device(device, gpu)
+        self.model = load_model(model_path, device=self.device)
+        cfg = self.model.config
+        self.config = cfg
+        self.img_size = cfg.img_size
+        self.audio_rate = cfg.audio_rate
+        self.video_rate = cfg.video_rate
+        self.chunk_frames = int(chunk_frames)
+
+    def animate(
+        self, img: Any, audio: Any, fs: int | None = None, aligned: bool = False, seed: int | None = None
+    ) -> Animation:
+        """Prepare the still and the audio, and return the frames as a lazy chunk iterator.
+
+        Raises :class:`~realtime_sda.errors.FaceNotFoundError`,
+        :class:`~realtime_sda.errors.AudioDecodeError` or
+        :class:`~realtime_sda.errors.ImageDecodeError` on bad input, before any frame is made.
+        """
+        cfg = self.config
+        signal = load_audio(audio, fs, cfg.audio_rate)
+        windows = audio_windows(signal, cfg)  # a strided view: no per-frame copy
+        still = prepare_still(img, cfg, aligned=aligned)
+        t = windows.shape[0]
+        noise = NoiseSource(cfg.aux_latent, seed).next(t)
+        chunks = self.model.iter_generate(still, windows[None], noise[None], self.chunk_frames)
+        return Animation(t, to_int16(signal), chunks)
+
+    def __call__(
+        self,
+        img: Any,
+        audio: Any,
+        fs: int | None = None,
+        aligned: bool = False,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """-> (video uint8 (T, 3, H, W), audio int16 (n, 1) at the model's rate).
+
+        Frames map [-1, 1] to ``round(127.5 * (x + 1))`` (the original returned the float
+        ``125 * x + 125``; see :mod:`realtime_sda.image`). ``fs`` is required for arrays.
+        """
+        job = self.animate(img, audio, fs=fs, aligned=aligned, seed=seed)
+        h, w = self.img_size
+        video = np.empty((job.num_frames, 3, h, w), dtype=np.uint8)
+        bar = _progress(job.num_frames) if progress else None
+        pos = 0
+        try:
+            for chunk in job:
+                video[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+        return video, job.audio
+
+    def save_video(
+        self, video: Any, audio: Any, path: str | os.PathLike[str], scale: float | None = None
+    ) -> Path:
+        """Write an MP4 (H.264 + AAC) at this model's frame and audio rates."""
+        return save_video(video, audio, path, scale, video_rate=self.video_rate, audio_rate=self.audio_rate)
+
+
+def _progress(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="animating", dynamic_ncols=True)
+
+
+def get_audio_feature_extractor(
+    model_path: str | os.PathLike[str] = "grid", gpu: int = -1, device: str | torch.device | None = None
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """The model's audio encoder (eval mode) and its windowing parameters.
+
+    Returns ``(encoder, info)``; ``encoder(windows (B, T, feat))`` gives per-frame content codes
+    and the GRU state. ``info``: ``"rate"`` (Hz), ``"feature length"`` (seconds) and
+    ``"overlap"`` (seconds, feature length - 1 / video rate), the arguments of
+    :func:`~realtime_sda.audio.cut_audio_sequence`.
+    """
+    model = load_model(model_path, device=resolve_device(device, gpu))
+    cfg = model.config
+    info = {
+        "rate": cfg.audio_rate,
+        "feature length": cfg.audio_feat_len,
+        "overlap": cfg.audio_feat_len - 1.0 / float(cfg.video_rate),
+    }
+    return model.encoder.eval(), info

@@ -1,0 +1,187 @@
+"""Writing talking-face videos: MP4 with H.264 video (libx264, yuv420p) and AAC audio, through
+PyAV (no ffmpeg command line).
+
+Frames may be written chunk by chunk (:class:`VideoWriter`), so a long clip never has to be
+held in memory; :func:`save_video` writes a whole (T, 3, H, W) array at once.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .audio import resample, to_float_mono
+from .errors import RealtimeSDAError
+
+__all__ = ["AAC_RATE", "VideoWriter", "save_video", "even_size"]
+
+#: Sample rate of the AAC track (the model rate, e.g. 50 kHz, is not one AAC supports).
+AAC_RATE = 48000
+_AUDIO_BLOCK = 4800
+
+
+def even_size(height: int, width: int, scale: float | None = None) -> tuple[int, int]:
+    """The encoded (H, W): scaled by ``scale`` and rounded up to even numbers (yuv420p)."""
+    if scale is not None:
+        if not scale > 0:
+            raise RealtimeSDAError(f"scale must be a positive number, got {scale}")
+        height, width = int(round(height * scale)), int(round(width * scale))
+    return max(2, height + height % 2), max(2, width + width % 2)
+
+
+def _as_hwc_uint8(frames: Any) -> np.ndarray:
+    """(T, 3, H, W) or (T, H, W, 3) frames, uint8 or float 0-255 -> (T, H, W, 3) uint8."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or (arr.shape[1] != 3 and arr.shape[3] != 3):
+        raise RealtimeSDAError(f"video must be (T, 3, H, W) or (T, H, W, 3), got shape {arr.shape}")
+    if arr.shape[1] == 3 and arr.shape[3] != 3:
+        arr = arr.transpose(0, 2, 3, 1)
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+            raise RealtimeSDAError(f"video frames of dtype {arr.dtype} are not supported; use uint8")
+        arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)  # e.g. the original's 125x+125
+    return arr
+
+
+class VideoWriter:
+    """An MP4 file being written: H.264 frames at ``video_rate``, optional AAC audio track.
+
+    ``audio`` (the whole track, int16/float, (n,) or (n, 1), at ``audio_rate``) is given up
+    front and interleaved with the frames as they arrive. Use as a context manager.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        video_rate: float,
+        frame_size: tuple[int, int],
+        audio: Any = None,
+        audio_rate: int | None = None,
+        scale: float | None = None,
+        crf: int = 18,
+    ) -> None:
+        import av
+
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+            raise RealtimeSDAError(f"'{self.path}': give an output file ending in .mp4")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.src_size = (int(frame_size[0]), int(frame_size[1]))
+        self.size = even_size(*self.src_size, scale)
+        self.rate = Fraction(video_rate).limit_denominator(1001)
+        self._audio: np.ndarray | None = None
+        if audio is not None:
+            if audio_rate is None:
+                raise RealtimeSDAError("audio_rate is needed to write an audio track")
+            self._audio = resample(to_float_mono(audio), int(audio_rate), AAC_RATE)
+        self._container = av.open(str(self.path), mode="w")
+        try:
+            self._video = self._container.add_stream("libx264", rate=self.rate)
+            self._video.height, self._video.width = self.size
+            self._video.pix_fmt = "yuv420p"
+            self._video.options = {"crf": str(crf), "preset": "veryfast"}
+            self._astream = None
+            if self._audio is not None:
+                self._astream = self._container.add_stream("aac", rate=AAC_RATE, layout="mono")
+        except Exception:
+            self._container.close()
+            raise
+        self.frames_written = 0
+        self._audio_pos = 0
+        self._closed = False
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[:2] == self.size:
+            return frame
+        from PIL import Image
+
+        h, w = self.size
+        sh, sw = self.src_size
+        if (h, w) == (sh + sh % 2, sw + sw % 2):  # odd size: repeat the last row/column
+            return np.pad(frame, ((0, h - sh), (0, w - sw), (0, 0)), mode="edge")
+        return np.asarray(Image.fromarray(frame).resize((w, h), Image.Resampling.BICUBIC))
+
+    def _write_audio_until(self, stop: int) -> None:
+        import av
+
+        assert self._audio is not None and self._astream is not None
+        stop = min(stop, len(self._audio))
+        while self._audio_pos < stop:
+            end = min(self._audio_pos + _AUDIO_BLOCK, stop)
+            block = self._audio[self._audio_pos : end]
+            frame = av.AudioFrame.from_ndarray(block[None, :], format="flt", layout="mono")
+            frame.sample_rate = AAC_RATE
+            frame.pts = self._audio_pos
+            frame.time_base = Fraction(1, AAC_RATE)
+            for packet in self._astream.encode(frame):
+                self._container.mux(packet)
+            self._audio_pos = end
+
+    def write(self, frames: Any) -> None:
+        """Append frames: (t, 3, H, W) or (t, H, W, 3), uint8 (float taken as 0-255)."""
+        import av
+
+        chunk = _as_hwc_uint8(frames)
+        if chunk.shape[1:3] != self.src_size:
+            raise RealtimeSDAError(f"frames are {chunk.shape[1:3]}, this writer was opened for {self.src_size}")
+        for frame in chunk:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(frame)), format="rgb24")
+            vf.pts = self.frames_written
+            vf.time_base = 1 / self.rate
+            for packet in self._video.encode(vf):
+                self._container.mux(packet)
+            self.frames_written += 1
+            if self._audio is not None:
+                self._write_audio_until(int(round(self.frames_written / self.rate * AAC_RATE)))
+
+    def close(self) -> Path:
+        """Write the rest of the audio, flush the encoders and finish the file."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        try:
+            if self._audio is not None and self._astream is not None:
+                self._write_audio_until(len(self._audio))
+                for packet in self._astream.encode(None):
+                    self._container.mux(packet)
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+        return self.path
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def save_video(
+    video: Any,
+    audio: Any,
+    path: str | os.PathLike[str],
+    scale: float | None = None,
+    *,
+    video_rate: float = 25.0,
+    audio_rate: int = 50000,
+) -> Path:
+    """Write ``video`` (T, 3, H, W) uint8 and ``audio`` (n, 1) int16 to an MP4 file.
+
+    The rates default to the published models' (25 fps, 50 kHz); ``VideoAnimator.save_video``
+    passes its model's. ``audio`` may be ``None`` for a silent video; ``scale`` enlarges the
+    frames (bicubic). Returns the path written.
+    """
+    frames = _as_hwc_uint8(video)
+    if len(frames) == 0:
+        raise RealtimeSDAError("the video has no frames to write")
+    with VideoWriter(path, video_rate, frames.shape[1:3], audio, audio_rate, scale) as writer:
+        writer.write(frames)
+    return writer.path
