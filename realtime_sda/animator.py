@@ -52,14 +52,15 @@ class VideoAnimator:
     """Speech-driven animation of one still face, offline.
 
     ``model_path``: a model name (``grid``, ``timit``, ``crema``, ``default``) or a checkpoint
-    path. ``gpu``: CUDA device index, -1 for CPU (the original's meaning); ``device`` (e.g.
-    ``"cuda:1"``) wins when given. ``chunk_frames``: frames generated per step.
+    path. ``gpu``: CUDA device index, -1 for CPU (the original's meaning), ``None`` for CUDA
+    when present; ``device`` (e.g. ``"cuda:1"``) wins when given. ``chunk_frames``: frames
+    generated per step.
     """
 
     def __init__(
         self,
         model_path: str | os.PathLike[str] = "grid",
-        gpu: int = -1,
+        gpu: int | None = -1,
         device: str | torch.device | None = None,
         chunk_frames: int = 16,
     ) -> None:
