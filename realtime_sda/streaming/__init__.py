@@ -1,0 +1,50 @@
+"""Live streaming: audio in, talking-face frames out, many sessions on one model.
+
+- :class:`InferenceWorker`: the one inference thread; batches every due session per step.
+- :class:`AvatarSession`: one live face (``push_audio``, ``frames()``/``subscribe()``, ``close``).
+- :class:`VideoFrame`: a frame with pts from the audio master clock and its own audio slice.
+- :class:`AudioRingBuffer`: the numba ring buffer cutting windows equal to the offline cut.
+- sources (:mod:`.sources`), sinks (:mod:`.sinks`), :class:`StreamPipeline` to wire them.
+
+The least latency is the model's own look-ahead (``config.lookahead_samples``: 80 ms for GRID)
+plus one step; ``lookahead_ms`` trades quality for less (see :mod:`.session`).
+Names are imported lazily (no numba/torch import for ``import realtime_sda.streaming``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "InferenceWorker": "worker",
+    "WorkerNotRunningError": "worker",
+    "AvatarSession": "session",
+    "SessionClosedError": "session",
+    "VideoFrame": "frames",
+    "AudioRingBuffer": "ringbuffer",
+    "StreamResampler": "resample",
+    "FrameQueue": "queues",
+    "EndOfStream": "queues",
+    "Clock": "clock",
+    "SystemClock": "clock",
+    "ManualClock": "clock",
+    "StreamStats": "stats",
+    "StatsSnapshot": "stats",
+    "StreamPipeline": "pipeline",
+    "FileSource": "sources",
+    "MicrophoneSource": "sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'realtime_sda.streaming' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

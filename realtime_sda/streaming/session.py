@@ -1,0 +1,317 @@
+"""``AvatarSession``: one live talking face (its audio stream, state, noise and subscribers).
+
+Audio goes in through :meth:`AvatarSession.push_audio` (any thread, never blocks): it is
+converted to float32 mono at the model rate by a streaming soxr resampler and written into an
+:class:`~.ringbuffer.AudioRingBuffer`. The :class:`~.worker.InferenceWorker` thread takes each
+ready window, steps the session (batched with the others) and hands the frame to every
+subscriber's bounded drop-oldest queue.
+
+Master clock: the count of model-rate samples fed into the session's stream. Frame ``i``
+covers samples ``[i*stride, (i+1)*stride)`` and has ``pts = i*stride`` (time base 1/rate).
+
+Latency floor: frame ``i`` needs audio up to ``(i+1)*stride + lookahead``; the model's own
+look-ahead is ``config.lookahead_samples`` (GRID: 4000 samples, 80 ms). ``lookahead_ms`` may
+lower it to trade quality for latency: audio later than that point is treated as silence
+(always, so results never depend on timing).
+
+Real-time mode (``realtime=True``) follows a schedule anchored when the session opens:
+frame ``i`` is due at ``t0 + ((i+1)*stride + lookahead) / rate``.
+
+- Pacing: a ready frame is not emitted before it is due (pushed-ahead audio plays at 1x).
+- Stall: when a frame's audio is overdue by more than ``grace_ms``, the missing samples are
+  filled with silence, so frames keep coming at the video rate; audio arriving later simply
+  continues the stream after that silence.
+- No backlog: when a due frame finds more than ``max_backlog_ms`` of further audio waiting
+  (e.g. a stalled source delivering its backlog at once), the oldest waiting audio is
+  dropped in whole frames (counted as ``skipped_frames``) instead of falling behind. Producers
+  that push audio ahead on purpose (a TTS engine) pass ``max_backlog_ms=None``; their audio is
+  then bounded only by the ring buffer (``buffer_s``, overwrite-oldest, counted as overflow).
+
+With ``realtime=False`` frames are made as fast as audio arrives (no pacing, silence or drops):
+offline-equivalent output for files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import threading
+from collections import deque
+from fractions import Fraction
+from typing import TYPE_CHECKING, AsyncIterator
+
+import numpy as np
+import torch
+
+from ..config import SDAConfig
+from ..errors import AudioDecodeError
+from ..noise import NoiseSource
+from ..state import StreamState
+from .clock import Clock
+from .frames import VideoFrame
+from .queues import EndOfStream, FrameQueue
+from .resample import StreamResampler
+from .ringbuffer import AudioRingBuffer
+from .stats import StreamStats
+
+if TYPE_CHECKING:
+    from .worker import InferenceWorker
+
+__all__ = ["AvatarSession", "SessionClosedError"]
+
+_ids = itertools.count(1)
+_EPS = 1e-9  # seconds: float tolerance of schedule comparisons
+
+
+class SessionClosedError(AudioDecodeError):
+    """Audio was pushed to a session that is closed or whose audio has ended."""
+
+
+class AvatarSession:
+    """A live session; create it with :meth:`InferenceWorker.open_session`."""
+
+    def __init__(
+        self,
+        worker: "InferenceWorker",
+        config: SDAConfig,
+        state: StreamState,
+        *,
+        clock: Clock,
+        seed: int | None = None,
+        lookahead_ms: float | None = None,
+        realtime: bool = True,
+        grace_ms: float = 60.0,
+        max_backlog_ms: float | None = 120.0,
+        buffer_s: float = 10.0,
+    ) -> None:
+        self.id = next(_ids)
+        self.config = config
+        self.worker = worker
+        self.clock = clock
+        self.realtime = bool(realtime)
+        self.seed = seed
+        rate, stride = config.audio_rate, config.stride
+        floor = config.lookahead_samples
+        look = floor if lookahead_ms is None else int(round(float(lookahead_ms) * rate / 1000.0))
+        if not 0 <= look <= floor:
+            raise ValueError(
+                f"lookahead_ms must be between 0 and the model's own look-ahead "
+                f"{1000.0 * floor / rate:g} ms, got {lookahead_ms}"
+            )
+        self.lookahead_samples = look
+        self.grace_s = max(float(grace_ms), 0.0) / 1000.0
+        self.max_backlog_frames = (
+            None if max_backlog_ms is None else max(0, math.ceil(float(max_backlog_ms) * rate / 1000.0 / stride))
+        )
+        self.time_base = Fraction(1, rate)
+        self.stats = StreamStats()
+        self.state: StreamState | None = state
+        self.frames_emitted = 0
+        self._ring = AudioRingBuffer(
+            config.audio_feat_samples, stride, config.pad_left, config.pad_right,
+            capacity=max(int(buffer_s * rate), config.audio_feat_samples + 2 * stride), lookahead=look,
+        )
+        self._resampler = StreamResampler(rate)
+        self._noise = NoiseSource(config.aux_latent, seed)
+        self._lock = threading.Lock()
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (total after write, time)
+        self._subscribers: list[FrameQueue[VideoFrame]] = []
+        self._t0 = clock.now()
+        self._audio_ended = False
+        self.closed = False
+        self.finished = False
+        self.error: BaseException | None = None
+
+    # ---- producer side (any thread) ----------------------------------------------------------
+    @property
+    def lookahead_ms(self) -> float:
+        return 1000.0 * self.lookahead_samples / self.config.audio_rate
+
+    def push_audio(self, pcm: np.ndarray, rate: int) -> None:
+        """Queue PCM samples ((n,) or (n, channels), any int/float dtype) at ``rate`` Hz.
+
+        Never blocks; raises :class:`~realtime_sda.errors.AudioDecodeError` for unusable input
+        (the session and the worker are unaffected).
+        """
+        if self.closed or self._audio_ended:
+            raise SessionClosedError(
+                f"session {self.id} is {'closed' if self.closed else 'at end of audio'}; open a new session"
+            )
+        if not isinstance(pcm, np.ndarray):
+            if isinstance(pcm, torch.Tensor):
+                pcm = pcm.detach().cpu().numpy()
+            else:
+                raise AudioDecodeError(f"push_audio needs a numpy array of samples, not {type(pcm).__name__}")
+        with self._lock:
+            samples = self._resampler.process(pcm, rate)
+            self._write(samples, self.clock.now())
+        self.worker.notify()
+
+    def end_audio(self) -> None:
+        """No more audio: flush the resampler and the right zero padding, so the remaining
+        frames are made; the frame streams end after the last one."""
+        if self.closed or self._audio_ended:
+            return
+        with self._lock:
+            for tail in self._resampler.flush():
+                self._write(tail, self.clock.now())
+            self._audio_ended = True
+            self._ring.flush()
+            self._arrivals.append((self._ring.total, self.clock.now()))
+        self.worker.notify()
+
+    def _write(self, samples: np.ndarray, now: float) -> None:
+        if samples.size:
+            dropped = self._ring.write(samples)
+            self._arrivals.append((self._ring.total, now))
+            if dropped:
+                self.stats.add(overflow_frames=dropped)
+
+    def buffered_seconds(self) -> float:
+        """Audio waiting beyond what the next frame needs (what a fast producer should bound)."""
+        with self._lock:
+            extra = self._ring.total - self._ring.needed_total()
+        return max(extra, 0) / self.config.audio_rate
+
+    async def wait_writable(self, max_buffered_s: float = 0.5, poll_s: float = 0.002) -> None:
+        """For producers faster than real time: wait until at most ``max_buffered_s`` of audio
+        waits in the buffer (avoids overflow when pushing a file as fast as possible)."""
+        while not self.closed and self.buffered_seconds() > max_buffered_s:
+            await asyncio.sleep(poll_s)
+
+    # ---- consumer side -----------------------------------------------------------------------
+    def subscribe(self, maxsize: int = 2) -> FrameQueue[VideoFrame]:
+        """A new bounded queue receiving every later frame (drop-oldest when full)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        q: FrameQueue[VideoFrame] = FrameQueue(maxsize, loop, on_drop=lambda n: self.stats.add(dropped_frames=n))
+        with self._lock:
+            if self.finished or self.closed:
+                q.close(self.error)
+            else:
+                self._subscribers.append(q)
+        return q
+
+    def unsubscribe(self, q: FrameQueue[VideoFrame]) -> None:
+        with self._lock:
+            if q in self._subscribers:
+                self._subscribers.remove(q)
+        q.close()
+
+    async def frames(self, maxsize: int = 2) -> AsyncIterator[VideoFrame]:
+        """Iterate over the frames as they are made (ends after the last one, or on close)."""
+        q = self.subscribe(maxsize)
+        try:
+            while True:
+                try:
+                    yield await q.get()
+                except EndOfStream:
+                    return
+        finally:
+            self.unsubscribe(q)
+
+    async def close(self) -> None:
+        """Stop the session: the worker forgets it, its state is freed, streams end."""
+        self._close(None)
+        self.worker.forget(self)
+
+    def _close(self, error: BaseException | None) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.error = error
+            subs, self._subscribers = self._subscribers, []
+            self.state = None
+        for q in subs:
+            q.close(error)
+
+    # ---- worker side (inference thread) --------------------------------------------------------
+    def due_time(self, index: int | None = None) -> float:
+        """Wall time at which frame ``index`` (default: the next) is due in real-time mode."""
+        i = self.frames_emitted if index is None else index
+        return self._t0 + ((i + 1) * self.config.stride + self.lookahead_samples) / self.config.audio_rate
+
+    def _prepare(self, now: float) -> bool:
+        """Apply the real-time policy; True when the next frame should be made now."""
+        if self.closed:
+            return False
+        with self._lock:
+            ring = self._ring
+            if not self.realtime:
+                ready = ring.ready() > 0
+            else:
+                due = self.due_time() - _EPS
+                if now < due:
+                    return False
+                if ring.ready() == 0 and not ring.ended and now >= due + self.grace_s:
+                    ring.write_silence(ring.missing())
+                    self._arrivals.append((ring.total, now))
+                    self.stats.add(silence_frames=1)
+                n = ring.ready()
+                if self.max_backlog_frames is not None and n > 1 + self.max_backlog_frames:
+                    skipped = ring.skip(n - 1 - self.max_backlog_frames)
+                    self.stats.add(skipped_frames=skipped)
+                ready = ring.ready() > 0
+            if not ready and ring.ended:
+                self._finish_locked()
+            return ready
+
+    def _finish_locked(self) -> None:
+        self.finished = True
+        subs, self._subscribers = self._subscribers, []
+        for q in subs:
+            q.close()
+        self.worker.forget(self, wait=False)
+
+    def _next_wakeup(self, now: float) -> float | None:
+        """When the worker should look at this session again without being notified."""
+        if self.closed or self.finished or not self.realtime:
+            return None
+        due = self.due_time()
+        with self._lock:
+            if self._ring.ready() == 0 and not self._ring.ended:
+                return due + self.grace_s
+        return due
+
+    def _take(self) -> tuple[np.ndarray, torch.Tensor, float]:
+        """(window, noise (1, aux), arrival time of the window's last needed sample)."""
+        with self._lock:
+            need = self._ring.needed_total()
+            window = self._ring.read()
+            arrivals = self._arrivals
+            while len(arrivals) > 1 and arrivals[0][0] < need:
+                arrivals.popleft()
+            arrival = arrivals[0][1] if arrivals else self.clock.now()
+        return window, self._noise.next(1), arrival
+
+    def _emit(self, image: np.ndarray, window: np.ndarray, state: StreamState, arrival: float, ready: float) -> None:
+        cfg = self.config
+        i = self.frames_emitted
+        frame = VideoFrame(
+            index=i,
+            pts=i * cfg.stride,
+            time_base=self.time_base,
+            image=image,
+            audio=window[cfg.pad_left : cfg.pad_left + cfg.stride].copy(),
+            audio_rate=cfg.audio_rate,
+            latency_s=max(ready - arrival, 0.0),
+        )
+        with self._lock:
+            if self.closed:
+                return
+            self.state = state
+            self.frames_emitted = i + 1
+            subs = list(self._subscribers)
+        self.stats.frame(ready, frame.latency_s)
+        for q in subs:
+            q.put(frame)
+
+    def _fail(self, error: BaseException) -> None:
+        """Close this session with ``error`` (its consumers see it); others go on."""
+        self._close(error)
+        self.worker.forget(self, wait=False)
+

@@ -1,0 +1,267 @@
+"""``InferenceWorker``: ONE thread that owns the model and steps every live session.
+
+Each round it collects the sessions whose next frame is due (see :mod:`.session` for the
+real-time policy), stacks their :class:`~realtime_sda.state.StreamState` into one batch, runs a
+single ``engine.forward`` with T=1, splits the states back and hands each frame to its
+session's subscribers. Model work never runs on the event loop: identity encoding of a new
+still image is also done on this thread (as a job), so the model is only ever touched by it.
+
+Failure isolation: if a batched step raises, every session of the batch is retried alone and
+only the one that fails again is closed with the error; the thread itself never dies from a
+session's problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import ImageDecodeError, RealtimeSDAError
+from ..image import frames_to_uint8
+from ..model import SDAModel
+from ..state import IdentityContext, StreamState
+from .clock import Clock, SystemClock
+from .session import AvatarSession
+
+__all__ = ["InferenceWorker", "WorkerNotRunningError"]
+
+
+class WorkerNotRunningError(RealtimeSDAError):
+    """The inference worker is not started (``await worker.start()``) or already stopped."""
+
+
+class InferenceWorker:
+    """Steps many sessions of one model on one thread, batching those that are due together.
+
+    ``clock``: time source for the real-time schedule (:class:`SystemClock` by default).
+    ``autotick=False`` makes the thread wait for explicit :meth:`tick` calls (deterministic
+    tests of pacing with a :class:`~.clock.ManualClock`).
+    """
+
+    def __init__(
+        self,
+        model: SDAModel,
+        max_batch: int = 64,
+        *,
+        clock: Clock | None = None,
+        autotick: bool = True,
+        name: str = "sda-inference",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.model = model
+        self.config = model.config
+        self.max_batch = int(max_batch)
+        self.clock = clock or SystemClock()
+        self.autotick = autotick
+        self.name = name
+        self.steps = 0  # batched engine calls made
+        self._sessions: list[AvatarSession] = []
+        self._lock = threading.Lock()
+        self._jobs: deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    async def start(self) -> None:
+        """Start the inference thread (idempotent)."""
+        if self.running:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Close every session and stop the thread, waiting at most ``timeout`` seconds."""
+        with self._lock:
+            sessions = list(self._sessions)
+        for s in sessions:
+            await s.close()
+        thread = self._thread
+        self._stopping = True
+        self._wake.set()
+        if thread is None:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while thread.is_alive() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        if thread.is_alive():
+            raise TimeoutError(f"inference thread did not stop within {timeout} s (a step is still running)")
+        self._thread = None
+        self._fail_jobs()
+
+    @property
+    def sessions(self) -> list[AvatarSession]:
+        with self._lock:
+            return list(self._sessions)
+
+    # ---- sessions -----------------------------------------------------------------------------
+    async def open_session(
+        self,
+        still: torch.Tensor | IdentityContext,
+        seed: int | None = None,
+        lookahead_ms: float | None = None,
+        realtime: bool = True,
+        **options: Any,
+    ) -> AvatarSession:
+        """A new session for an aligned still ``(1, 3, H, W)`` in [-1, 1] (or its identity).
+
+        ``options``: ``grace_ms``, ``max_backlog_ms``, ``buffer_s`` (see :class:`AvatarSession`).
+        """
+        if isinstance(still, IdentityContext):
+            identity_job: Callable[[], IdentityContext] = lambda: still
+        else:
+            h, w = self.config.img_size
+            if not isinstance(still, torch.Tensor) or still.dim() != 4 or tuple(still.shape) != (1, 3, h, w):
+                shape = tuple(still.shape) if isinstance(still, torch.Tensor) else type(still).__name__
+                raise ImageDecodeError(
+                    f"the still image must be a (1, 3, {h}, {w}) float tensor in [-1, 1] (an aligned face, "
+                    f"e.g. from realtime_sda.image.to_model_input), got {shape}"
+                )
+            identity_job = lambda: self.model.encode_still(still)
+        identity = await self.submit(identity_job)
+
+        def make() -> AvatarSession:
+            session = AvatarSession(
+                self, self.config, StreamState(identity), clock=self.clock, seed=seed,
+                lookahead_ms=lookahead_ms, realtime=realtime, **options,
+            )
+            with self._lock:
+                self._sessions.append(session)
+            return session
+
+        return await self.submit(make)
+
+    def forget(self, session: AvatarSession, wait: bool = False) -> None:
+        """Drop a session from the schedule (thread-safe, idempotent)."""
+        with self._lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+
+    def notify(self) -> None:
+        """Wake the thread (new audio arrived)."""
+        self._wake.set()
+
+    # ---- jobs on the inference thread ---------------------------------------------------------
+    async def submit(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the inference thread and await its result."""
+        if not self.running:
+            raise WorkerNotRunningError("the inference worker is not running: call 'await worker.start()' first")
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            self._jobs.append((fn, fut))
+        self._wake.set()
+        return await asyncio.wrap_future(fut)
+
+    async def tick(self) -> int:
+        """Run one scheduling round now, on the inference thread; returns sessions stepped."""
+        return await self.submit(lambda: self._round(self.clock.now()))
+
+    def _fail_jobs(self) -> None:
+        with self._lock:
+            jobs, self._jobs = list(self._jobs), deque()
+        for _, fut in jobs:
+            if not fut.done():
+                fut.set_exception(WorkerNotRunningError("the inference worker stopped before this job ran"))
+
+    def _run_jobs(self) -> int:
+        n = 0
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    return n
+                fn, fut = self._jobs.popleft()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # delivered to the awaiting coroutine
+                fut.set_exception(exc)
+            n += 1
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while not self._stopping:
+            self._wake.clear()
+            busy = self._run_jobs()
+            if self.autotick:
+                busy += self._round(self.clock.now())
+            if busy or self._stopping:
+                continue
+            self._wake.wait(self._idle_timeout())
+        self._fail_jobs()
+
+    def _idle_timeout(self) -> float:
+        if not self.autotick or not self.clock.is_real:
+            return 0.05
+        now = self.clock.now()
+        wakeups = [t for s in self.sessions if (t := s._next_wakeup(now)) is not None]
+        if not wakeups:
+            return 0.05
+        return min(max(min(wakeups) - now, 0.0005), 0.05)
+
+    # ---- one round ----------------------------------------------------------------------------
+    def _round(self, now: float) -> int:
+        due = []
+        for s in self.sessions:
+            try:
+                if s._prepare(now):
+                    due.append(s)
+            except Exception as exc:  # a broken session must not stop the others
+                s._fail(exc)
+        for start in range(0, len(due), self.max_batch):
+            self._step(due[start : start + self.max_batch])
+        return len(due)
+
+    def _step(self, batch: list[AvatarSession]) -> None:
+        items = []
+        for s in batch:
+            try:
+                items.append((s, *s._take()))
+            except Exception as exc:
+                s._fail(exc)
+        if not items:
+            return
+        try:
+            self._forward(items)
+        except Exception as exc:
+            if len(items) == 1:
+                items[0][0]._fail(exc)
+                return
+            for item in items:  # isolate the culprit
+                try:
+                    self._forward([item])
+                except Exception as exc1:
+                    item[0]._fail(exc1)
+
+    def _forward(self, items: list[tuple[AvatarSession, np.ndarray, torch.Tensor, float]]) -> None:
+        sessions = [it[0] for it in items]
+        states = [s.state for s in sessions]
+        if any(st is None for st in states):
+            live = [it for it, st in zip(items, states) if st is not None]
+            if len(live) < len(items):
+                if live:
+                    self._forward(live)
+                return
+        windows = torch.from_numpy(np.stack([it[1] for it in items]))[:, None]
+        noise = torch.stack([it[2] for it in items])  # (B, 1, aux)
+        state = states[0] if len(states) == 1 else StreamState.stack(states)  # type: ignore[arg-type]
+        frames, new_state = self.model.engine.forward(state, windows, noise)
+        self.steps += 1
+        images = frames_to_uint8(frames[:, 0].permute(0, 2, 3, 1))
+        ready = self.clock.now()
+        for k, (s, window, _, arrival) in enumerate(items):
+            own = new_state if len(items) == 1 else new_state.select(k)
+            own = StreamState(s.state.identity if s.state is not None else own.identity, own.content_h, own.noise_h)
+            s._emit(np.ascontiguousarray(images[k]), window, own, arrival, ready)

@@ -1,0 +1,114 @@
+"""Real-time policy with an injected manual clock: pacing, stall -> silence at the video rate,
+no backlog after the source resumes, reduced look-ahead."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import torch
+
+from realtime_sda.streaming import InferenceWorker, ManualClock
+
+
+def _still(model) -> torch.Tensor:
+    h, w = model.config.img_size
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def _drain(q) -> list:
+    out = []
+    while (f := q.get_nowait()) is not None:
+        out.append(f)
+    return out
+
+
+def test_pacing_stall_and_recovery(tiny_model) -> None:
+    cfg = tiny_model.config
+    rate, stride, period = cfg.audio_rate, cfg.stride, cfg.stride / cfg.audio_rate
+    chunk = rate // 50  # 20 ms pushes
+    audio = (0.5 * np.sin(np.arange(rate * 4) * 0.05) + 0.1).astype(np.float32)
+
+    async def main():
+        clock = ManualClock()
+        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
+        await worker.start()
+        try:
+            s = await worker.open_session(_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
+            q = s.subscribe(10_000)
+            t0, pos, log = clock.now(), 0, []  # log: (time, frames so far)
+
+            async def run(seconds: float, push: bool) -> None:
+                nonlocal pos
+                for _ in range(int(round(seconds / 0.02))):
+                    clock.advance(0.02)
+                    if push:
+                        s.push_audio(audio[pos : pos + chunk], rate)
+                        pos += chunk
+                    await worker.tick()
+                    log.append((clock.now() - t0, s.frames_emitted))
+
+            await run(1.0, push=True)  # 1 s of live audio
+            n_live = s.frames_emitted
+            # pacing: audio pushed in real time -> frame i exactly when due, never before
+            assert n_live == int((1.0 - s.lookahead_ms / 1000) / period + 1e-9)
+            await run(1.0, push=False)  # the source stalls for 1 s
+            n_stall = s.frames_emitted - n_live
+            snap = s.stats.snapshot()
+            assert 23 <= n_stall <= 25 and snap.silence_frames >= 22  # still ~25 fps, from silence
+            # the source resumes and delivers its 1 s backlog at once, then continues live
+            s.push_audio(audio[pos : pos + rate], rate)
+            pos += rate
+            await run(1.0, push=True)
+            snap = s.stats.snapshot()
+            frames = _drain(q)
+            return frames, snap, log, s.buffered_seconds()
+        finally:
+            await worker.stop()
+
+    frames, snap, log, buffered = asyncio.run(main())
+    # one master clock: consecutive indices, pts = index * stride, audio slices of stride
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert all(f.pts == f.index * stride and f.audio.shape == (stride,) for f in frames)
+    # no backlog: the late audio was skipped, the stream kept pace with the wall clock
+    assert snap.skipped_frames >= 20
+    t_end, n_end = log[-1]
+    assert abs(n_end - (t_end - 0.08) / period) <= 3
+    assert buffered <= 0.12 + period
+    # frames during the stall carry silence; live frames carry the pushed audio
+    silent = [f for f in frames if not f.audio.any()]
+    assert len(silent) >= 20
+    assert frames[5].audio.any()
+    # rate: one frame per period in every second of the run
+    counts = np.diff([n for t, n in log if abs(t % 1.0) < 1e-6 or abs(t % 1.0 - 1.0) < 1e-6])
+    assert all(abs(c - 25) <= 2 for c in counts)
+
+
+def test_reduced_lookahead_emits_earlier_and_zero_fills(tiny_model) -> None:
+    cfg = tiny_model.config
+    rate = cfg.audio_rate
+
+    async def main():
+        clock = ManualClock()
+        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
+        await worker.start()
+        try:
+            full = await worker.open_session(_still(tiny_model), seed=0)
+            fast = await worker.open_session(_still(tiny_model), seed=0, lookahead_ms=0)
+            assert full.lookahead_ms == 1000.0 * cfg.lookahead_samples / rate and fast.lookahead_ms == 0
+            first = {}
+            for k in range(30):
+                clock.advance(0.01)
+                for s in (full, fast):
+                    s.push_audio(np.ones(rate // 100, np.float32), rate)
+                await worker.tick()
+                for s in (full, fast):
+                    if s.frames_emitted and s not in first:
+                        first[s] = (k + 1) * 0.01
+            return first[full], first[fast]
+        finally:
+            await worker.stop()
+
+    t_full, t_fast = asyncio.run(main())
+    # frame 0 needs audio up to stride + lookahead: 40 + 80 ms vs 40 + 0 ms
+    assert abs(t_full - 0.12) < 1e-6 and abs(t_fast - 0.04) < 1e-6
