@@ -32,6 +32,7 @@ _EXPORTS = {
     "AudioDecodeError": "errors",
     "ImageDecodeError": "errors",
     "MissingDependencyError": "errors",
+    "DeviceError": "errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -13,6 +13,7 @@ __all__ = [
     "AudioDecodeError",
     "ImageDecodeError",
     "MissingDependencyError",
+    "DeviceError",
 ]
 
 
@@ -50,6 +51,11 @@ class ImageDecodeError(RealtimeSDAError):
 
 class MissingDependencyError(RealtimeSDAError, ImportError):
     """An optional dependency is not installed; the message names the pip extra."""
+
+
+class DeviceError(RealtimeSDAError):
+    """An audio or video device (microphone, speaker, virtual camera, display) is missing or
+    cannot be opened; the message names what to install or which device to choose."""
 
 
 def require(module: str, extra: str, purpose: str):
