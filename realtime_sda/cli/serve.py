@@ -1,0 +1,59 @@
+"""``realtime-sda serve``: the WebRTC avatar server and its page (see realtime_sda.server)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the live avatar page over WebRTC (microphone or broadcast)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--model", default="default", help="model name or checkpoint path (default 'default')")
+    p.add_argument("--avatar", default=None, help="face photo for the default/broadcast avatar (default: the bundled avatar)")
+    p.add_argument("--aligned", action="store_true", help="--avatar is already an aligned crop: only resize it")
+    p.add_argument("--max-sessions", type=int, default=8, help="concurrent page connections (default 8)")
+    p.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                   help="STUN/TURN server URL (repeatable); none by default, so no traffic leaves this network")
+    p.add_argument("--token", default=None, help="require this access token (?token=... in the page URL)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="extra page origin allowed to open the websocket, e.g. https://example.org:443")
+    p.add_argument("--broadcast", action="store_true", help="run one broadcast avatar fed by /push that viewers watch")
+    p.add_argument("--broadcast-audio", default=None, metavar="FILE", help="feed the broadcast avatar from this audio file (looped)")
+    p.add_argument("--lookahead-ms", type=float, default=None, help="less look-ahead than the model's own (lower latency, less quality)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    from pathlib import Path
+
+    from ..errors import RealtimeSDAError
+    from ..server import AvatarServer, Limits, ServerConfig, load_still
+
+    if args.max_sessions < 1:
+        raise RealtimeSDAError(f"--max-sessions must be at least 1, got {args.max_sessions}")
+    from ..loading import load_model
+
+    model = load_model(args.model, device=args.device)
+    still = load_still(args.avatar, model.config, aligned=args.aligned)
+    config = ServerConfig(
+        host=args.host, port=args.port, ice_servers=list(args.ice_server), token=args.token,
+        limits=Limits(max_sessions=args.max_sessions, allowed_origins=frozenset(args.allow_origin)),
+        broadcast=args.broadcast, broadcast_audio=Path(args.broadcast_audio) if args.broadcast_audio else None,
+        lookahead_ms=args.lookahead_ms,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        async with AvatarServer(model, config, still) as server:
+            query = f"?token={args.token}" if args.token else ""
+            print(f"realtime-sda: open http://{args.host}:{server.port}/{query} (Ctrl-C stops)", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,29 @@
+"""The live avatar over WebRTC: one ``websockets`` server for the page (HTTP), signaling
+(``/ws``) and broadcast audio (``/push``); aiortc peers; one shared inference worker.
+
+Modules: :mod:`.app` (server), :mod:`.client` (one page connection), :mod:`.peer` (its
+RTCPeerConnection), :mod:`.tracks` (avatar video/audio tracks), :mod:`.broadcast` (fan-out),
+:mod:`.signaling` (message schema), :mod:`.security` (origin, token, limits, photo decoding),
+:mod:`.static` (page files). Names are imported lazily: aiortc is the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AvatarServer": "app",
+    "ServerConfig": "app",
+    "Limits": "security",
+    "load_still": "stills",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'realtime_sda.server' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

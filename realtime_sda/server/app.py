@@ -1,0 +1,255 @@
+"""The avatar server: ONE ``websockets`` server serving the page over plain HTTP
+(``process_request``), signaling on ``/ws`` and broadcast audio on ``/push``, with one shared
+model and inference worker that batches every session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from ..errors import RealtimeSDAError, require
+from .client import Client
+from .security import Limits, origin_allowed, token_matches
+from .signaling import error_message, parse_message, SignalingError
+from .static import WEB_CLIENT_DIR, static_response
+
+__all__ = ["ServerConfig", "AvatarServer", "is_loopback"]
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost'."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``realtime-sda serve`` can set."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ice_servers: list[str] = field(default_factory=list)  # none: no STUN/TURN traffic at all
+    token: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    static_dir: Path = WEB_CLIENT_DIR
+    broadcast: bool = False  # run the broadcast avatar (fed by /push or broadcast_audio)
+    broadcast_audio: Path | None = None
+    lookahead_ms: float | None = None
+    max_batch: int = 64
+    ice_addresses: list[str] | None = None  # host candidates; default: loopback when host is
+    torch_threads: int | None = None  # CPU model: default cpu_count - 1 (one core for the codecs)
+
+
+class AvatarServer:
+    """``async with AvatarServer(model, config, default_still) as server: ...`` (or
+    ``await start()`` / ``await stop()``). ``server.port`` is the bound port."""
+
+    def __init__(self, model: Any, config: ServerConfig, default_still: Any = None) -> None:
+        self.model = model
+        self.config = config
+        self.limits = config.limits
+        self.ice_servers = list(config.ice_servers)
+        self.lookahead_ms = config.lookahead_ms
+        self.default_still = default_still
+        self.clients: set[Client] = set()
+        self.broadcast: Any = None
+        self.worker: Any = None
+        self._server: Any = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.port = config.port
+
+    # ---- life cycle ----------------------------------------------------------------------
+    async def start(self) -> "AvatarServer":
+        from ..streaming import InferenceWorker
+
+        ws_server = require("websockets.asyncio.server", "server", "The WebRTC server")
+        from .peer import restrict_ice_to
+
+        ice = self.config.ice_addresses
+        if ice is None and is_loopback(self.config.host):
+            ice = ["127.0.0.1"]  # a loopback server only talks to browsers on this machine
+        if ice is not None:
+            restrict_ice_to(ice)
+        self._limit_torch_threads()
+        self.worker = InferenceWorker(self.model, max_batch=self.config.max_batch)
+        await self.worker.start()
+        if self.config.broadcast or self.config.broadcast_audio is not None:
+            if self.default_still is None:
+                raise RealtimeSDAError("a broadcast needs an avatar: pass --avatar IMAGE")
+            from .broadcast import Broadcast
+
+            session = await self.worker.open_session(self.default_still, seed=None, lookahead_ms=self.lookahead_ms)
+            self.broadcast = Broadcast(session, self.config.broadcast_audio)
+            self.broadcast.start()
+        self._server = await ws_server.serve(
+            self._handle, self.config.host, self.config.port,
+            process_request=self._process_request, max_size=self.limits.max_message_bytes,
+            max_queue=4, ping_interval=10, ping_timeout=10, close_timeout=2,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("serving on http://%s:%d/", self.config.host, self.port)
+        return self
+
+    def _limit_torch_threads(self) -> None:
+        """On CPU, torch's thread pool competing with the video encoder threads for every core
+        stalls single frames for hundreds of ms (measured on 2 cores: 25 fps fell to ~10);
+        leave one core to the media."""
+        import os
+
+        import torch
+
+        if getattr(self.model, "device", torch.device("cpu")).type != "cpu":
+            return
+        n = self.config.torch_threads or max(1, (os.cpu_count() or 2) - 1)
+        if torch.get_num_threads() > n:
+            torch.set_num_threads(n)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Close every client, the broadcast and the worker (each step bounded)."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), timeout)
+            self._server = None
+        for task in tuple(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.wait(tuple(self._handlers), timeout=timeout)
+        if self.broadcast is not None:
+            await self.broadcast.close(timeout)
+            self.broadcast = None
+        if self.worker is not None:
+            await self.worker.stop(timeout=timeout)
+            self.worker = None
+
+    async def __aenter__(self) -> "AvatarServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    def prepare_still(self, rgb: np.ndarray) -> Any:
+        """An uploaded photo -> the model's (1, 3, H, W) input (face alignment; may raise
+        FaceNotFoundError). Runs in a worker thread."""
+        from ..face import prepare_still
+
+        return prepare_still(rgb, self.model.config, aligned=False)
+
+    # ---- HTTP ----------------------------------------------------------------------------
+    def _process_request(self, connection: Any, request: Any) -> Any:
+        path = urlsplit(request.path).path
+        if path in ("/ws", "/push"):
+            if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.limits.allowed_origins):
+                return connection.respond(HTTPStatus.FORBIDDEN, "websocket from another origin refused\n")
+            return None
+        status, reason, headers, body = static_response(request.path, self.config.static_dir)
+        from websockets.datastructures import Headers
+        from websockets.http11 import Response
+
+        headers["Content-Length"] = str(len(body))
+        return Response(status, reason, Headers(headers), body)
+
+    # ---- websockets ----------------------------------------------------------------------
+    async def _admit(self, ws: Any) -> bool:
+        """Token check (query ``?token=`` or a first ``hello`` message)."""
+        if self.config.token is None:
+            return True
+        query = parse_qs(urlsplit(ws.request.path).query)
+        given = (query.get("token") or [None])[0]
+        if not token_matches(given, self.config.token):
+            try:
+                first = await asyncio.wait_for(ws.recv(), 5.0)
+                msg = parse_message(first)
+                given = msg.token if msg.type == "hello" else None
+            except (asyncio.TimeoutError, SignalingError):
+                given = None
+            except Exception:
+                return False
+            if not token_matches(given, self.config.token):
+                with contextlib.suppress(Exception):
+                    await ws.send(error_message("bad_token", "wrong or missing access token: open the link with ?token=... as given by the server"))
+                    await ws.close(1008, "bad token")
+                return False
+        return True
+
+    async def _handle(self, ws: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            path = urlsplit(ws.request.path).path
+            if not await self._admit(ws):
+                return
+            if path == "/push":
+                await self._handle_push(ws)
+            elif path == "/ws":
+                await self._handle_client(ws)
+            else:
+                await ws.close(1008, "unknown endpoint")
+        finally:
+            self._handlers.discard(task)
+
+    async def _handle_client(self, ws: Any) -> None:
+        if len(self.clients) >= self.limits.max_sessions:
+            await ws.send(error_message("server_full", f"server full: all {self.limits.max_sessions} sessions are in use, try again later"))
+            await ws.close(1013, "server full")
+            return
+        client = Client(self, ws)
+        self.clients.add(client)
+        try:
+            await client.run()
+        except Exception as exc:  # connection errors end this client only
+            log.debug("%s ended: %r", client.name, exc)
+        finally:
+            self.clients.discard(client)
+            await client.close()
+
+    async def _handle_push(self, ws: Any) -> None:
+        """``/push``: a JSON header ``{"rate": 16000, "channels": 1}`` then binary int16 PCM."""
+        if self.broadcast is None:
+            await ws.send(error_message("no_broadcast", "this server runs no broadcast: start it with --broadcast"))
+            await ws.close(1008, "no broadcast")
+            return
+        if self.broadcast.pusher_active:
+            await ws.send(error_message("busy", "another source is already pushing audio"))
+            await ws.close(1013, "busy")
+            return
+        self.broadcast.pusher_active = True
+        try:
+            rate, channels = None, 1
+            async for raw in ws:
+                if isinstance(raw, str):
+                    try:
+                        header = json.loads(raw)
+                        rate, channels = int(header["rate"]), int(header.get("channels", 1))
+                        if not (8000 <= rate <= self.limits.max_push_rate and 1 <= channels <= 8):
+                            raise ValueError("rate or channels out of range")
+                    except (ValueError, KeyError, TypeError) as exc:
+                        rate = None
+                        await ws.send(error_message("bad_message", f"bad header ({exc}): send {{\"rate\": 16000, \"channels\": 1}}"))
+                    continue
+                if rate is None:
+                    await ws.send(error_message("bad_message", "send the JSON header {\"rate\": ..., \"channels\": ...} before audio"))
+                    continue
+                data = np.frombuffer(raw[: len(raw) // (2 * channels) * 2 * channels], dtype="<i2")
+                self.broadcast.push(data.reshape(-1, channels).mean(axis=1) / 32767.0, rate)
+        except Exception as exc:
+            log.debug("push ended: %r", exc)
+        finally:
+            self.broadcast.pusher_active = False

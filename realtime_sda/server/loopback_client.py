@@ -1,0 +1,204 @@
+"""A real aiortc viewer for tests and benchmarks: connects to an :class:`AvatarServer` over
+loopback, sends a signal as its microphone, and records the avatar media it receives with
+each item's sender-side wall time (from the RTCP sender reports, as a browser does)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..errors import require
+
+__all__ = ["SignalTrack", "Received", "LoopbackViewer"]
+
+RATE = 48000
+PTIME = 960
+
+
+def _ms():
+    return require("aiortc.mediastreams", "server", "The loopback client")
+
+
+class SignalTrack(_ms().MediaStreamTrack):
+    """A microphone stand-in: ``signal`` (float mono at 48 kHz) in 20 ms frames, paced in
+    real time, then silence. ``sent_at[k]`` is the monotonic time frame k was handed over."""
+
+    kind = "audio"
+
+    def __init__(self, signal: np.ndarray, channels: int = 2) -> None:
+        super().__init__()
+        self.signal = np.asarray(signal, dtype=np.float32)
+        self.channels = channels
+        self.sent_at: list[float] = []
+        self._start: float | None = None
+        self._k = 0
+
+    async def recv(self) -> Any:
+        import av
+
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._k * PTIME / RATE
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        chunk = np.zeros(PTIME, dtype=np.float32)
+        part = self.signal[self._k * PTIME : (self._k + 1) * PTIME]
+        chunk[: len(part)] = part
+        pcm = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
+        pcm = np.repeat(pcm, self.channels)  # packed (interleaved) channels
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo" if self.channels == 2 else "mono")
+        frame.sample_rate = RATE
+        frame.pts = self._k * PTIME
+        frame.time_base = Fraction(1, RATE)
+        self.sent_at.append(time.monotonic())
+        self._k += 1
+        return frame
+
+
+@dataclass
+class Received:
+    """Media received on one track: arrival time, RTP timestamp, payload."""
+
+    times: list[float] = field(default_factory=list)
+    rtp: list[int] = field(default_factory=list)
+    data: list[np.ndarray] = field(default_factory=list)
+    reports: list[tuple[float, int]] = field(default_factory=list)  # (sender NTP seconds, RTP ts)
+
+    def sender_time(self, rtp_ts: int, clock: int) -> float:
+        """Sender wall time (NTP seconds) of an RTP timestamp, from the latest sender report."""
+        if not self.reports:
+            raise RuntimeError("no RTCP sender report received yet")
+        ntp, ref = self.reports[-1]
+        delta = (rtp_ts - ref + 2**31) % 2**32 - 2**31
+        return ntp + delta / clock
+
+
+class LoopbackViewer:
+    """``async with LoopbackViewer(url, signal=...) as v: await v.wait_frames(50)``."""
+
+    def __init__(self, url: str, signal: np.ndarray | None = None, mode: str = "mic",
+                 photo: bytes | None = None, origin: str | None = None, keep_images: bool = True) -> None:
+        self.url = url
+        self.mode = mode
+        self.photo = photo
+        self.origin = origin
+        self.keep_images = keep_images
+        self.mic = SignalTrack(signal if signal is not None else np.zeros(0, np.float32)) if mode == "mic" else None
+        self.video = Received()
+        self.audio = Received()
+        self.messages: list[dict[str, Any]] = []
+        self.pc: Any = None
+        self.ws: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._new_video = asyncio.Event()
+
+    async def __aenter__(self) -> "LoopbackViewer":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def connect(self, timeout: float = 20.0) -> None:
+        aiortc = require("aiortc", "server", "The loopback client")
+        client = require("websockets.asyncio.client", "server", "The loopback client")
+        headers = {"Origin": self.origin} if self.origin else None
+        self.ws = await client.connect(self.url, additional_headers=headers, max_size=2**23)
+        ready = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        self.messages.append(ready)
+        if ready.get("type") != "ready":
+            raise RuntimeError(f"server refused: {ready}")
+        if self.photo is not None:
+            await self.ws.send(self.photo)
+            reply = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            self.messages.append(reply)
+            if reply.get("type") != "avatar":
+                raise RuntimeError(f"photo refused: {reply}")
+        self.pc = aiortc.RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+        if self.mic is not None:
+            self.pc.addTrack(self.mic)
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        self.pc.addTransceiver("video", direction="recvonly")
+
+        @self.pc.on("track")
+        def _on_track(track: Any) -> None:
+            rec = self.video if track.kind == "video" else self.audio
+            self._tasks.append(asyncio.get_running_loop().create_task(self._read(track, rec), name=f"viewer-{track.kind}"))
+
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.ws.send(json.dumps({"type": "offer", "sdp": self.pc.localDescription.sdp, "mode": self.mode}))
+        while True:
+            msg = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            self.messages.append(msg)
+            if msg["type"] == "answer":
+                break
+            if msg["type"] == "error":
+                raise RuntimeError(f"offer refused: {msg}")
+        self.answer_sdp = msg["sdp"]
+        await self.pc.setRemoteDescription(aiortc.RTCSessionDescription(sdp=msg["sdp"], type="answer"))
+        for transceiver in self.pc.getTransceivers():
+            self._watch_reports(transceiver.receiver, self.video if transceiver.kind == "video" else self.audio)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read_ws(), name="viewer-ws"))
+
+    def _watch_reports(self, receiver: Any, rec: Received) -> None:
+        """Record RTCP sender reports (NTP time <-> RTP timestamp) as they arrive."""
+        rtcp = require("aiortc.rtp", "server", "The loopback client")
+        original = receiver._handle_rtcp_packet
+
+        async def handle(packet: Any) -> None:
+            if isinstance(packet, rtcp.RtcpSrPacket):
+                info = packet.sender_info
+                rec.reports.append((info.ntp_timestamp / 2**32, info.rtp_timestamp))
+            await original(packet)
+
+        receiver._handle_rtcp_packet = handle
+
+    async def _read(self, track: Any, rec: Received) -> None:
+        ms = _ms()
+        with contextlib.suppress(ms.MediaStreamError):
+            while True:
+                frame = await track.recv()
+                rec.times.append(time.monotonic())
+                rec.rtp.append(int(frame.pts))
+                if track.kind == "video":
+                    rec.data.append(frame.to_ndarray(format="rgb24") if self.keep_images else np.empty(0))
+                    self._new_video.set()
+                else:
+                    pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
+                    rec.data.append(pcm.astype(np.float32) / 32768.0)
+
+    async def _read_ws(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                self.messages.append(json.loads(raw))
+
+    async def wait_frames(self, n: int, timeout: float = 30.0) -> None:
+        """Wait until ``n`` video frames have arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.video.times) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"only {len(self.video.times)} of {n} video frames arrived in {timeout} s")
+            self._new_video.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._new_video.wait(), left)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
+        if self.pc is not None:
+            await asyncio.wait_for(self.pc.close(), 5)
+        if self.ws is not None:
+            await self.ws.close()

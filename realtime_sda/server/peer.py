@@ -1,0 +1,122 @@
+"""One browser's WebRTC connection: the offer/answer exchange, the avatar tracks going out,
+and the microphone coming in (decoded, downmixed and pushed into an avatar session)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import require
+from .signaling import SignalingError
+from .tracks import ViewerSink, make_tracks
+
+__all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to"]
+
+log = logging.getLogger(__name__)
+
+
+def audio_frame_to_mono(frame: Any) -> np.ndarray:
+    """An ``av.AudioFrame`` (any sample format, planar or packed, any channel count) as a
+    float32 mono signal: integer formats are scaled to [-1, 1], channels averaged."""
+    data = frame.to_ndarray()
+    channels = max(len(frame.layout.channels), 1)
+    if frame.format.is_planar:
+        data = data.reshape(channels, -1)
+    else:
+        data = data.reshape(-1, channels).T
+    if np.issubdtype(data.dtype, np.integer):
+        scale = float(np.iinfo(data.dtype).max)
+        data = data.astype(np.float32) / scale
+    return data.astype(np.float32, copy=False).mean(axis=0)
+
+
+def restrict_ice_to(addresses: list[str]) -> None:
+    """Gather ICE host candidates only on ``addresses`` (e.g. ``["127.0.0.1"]`` for a
+    loopback-only server). aioice otherwise lists every interface and never loopback."""
+    ice = require("aioice.ice", "server", "The WebRTC server")
+    fixed = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    ice.get_host_addresses = get_host_addresses
+
+
+class PeerSession:
+    """An ``RTCPeerConnection`` that sends one viewer's avatar tracks (both in one
+    MediaStream) and, in ``mic`` mode, hands the received microphone audio to ``on_audio``."""
+
+    def __init__(self, ice_servers: list[str], video_rate: float, name: str) -> None:
+        aiortc = require("aiortc", "server", "The WebRTC server")
+        config = aiortc.RTCConfiguration(iceServers=[aiortc.RTCIceServer(urls=u) for u in ice_servers])
+        self.pc = aiortc.RTCPeerConnection(configuration=config)
+        self.name = name
+        self.sink = ViewerSink()
+        self.video, self.audio = make_tracks(self.sink, video_rate)
+        self._mic_task: asyncio.Task[None] | None = None
+        self.on_audio: Callable[[np.ndarray, int], None] | None = None
+        self.failed = asyncio.Event()
+        self.mic_frames = 0
+
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                self.failed.set()
+
+        @self.pc.on("track")
+        def _track(track: Any) -> None:
+            if track.kind == "audio" and self._mic_task is None:
+                self._mic_task = asyncio.get_running_loop().create_task(self._pump_mic(track), name=f"{name}-mic")
+
+    async def answer(self, sdp: str, want_mic: bool) -> str:
+        """Apply the browser's offer and return our answer SDP (SignalingError if unusable)."""
+        aiortc = require("aiortc", "server", "The WebRTC server")
+        try:
+            await self.pc.setRemoteDescription(aiortc.RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError... on bad SDP
+            raise SignalingError("bad_sdp", f"the offer could not be used: {type(exc).__name__}: {str(exc)[:200]}") from None
+        kinds = {t.kind for t in self.pc.getTransceivers()}
+        if "video" not in kinds:
+            raise SignalingError("bad_sdp", "the offer has no video section: offer to receive video (and audio)")
+        # addTrack reuses the offered transceivers; a peer connection gives all its senders
+        # one stream id, so the browser gets video and audio in ONE MediaStream (lip sync).
+        self.pc.addTrack(self.video)
+        if "audio" in kinds:
+            self.pc.addTrack(self.audio)
+        if not want_mic:
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    transceiver.direction = "sendonly"
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        return self.pc.localDescription.sdp
+
+    async def _pump_mic(self, track: Any) -> None:
+        """Received microphone audio -> ``on_audio`` (the session resamples it)."""
+        mediastreams = require("aiortc.mediastreams", "server", "The WebRTC server")
+        try:
+            while True:
+                frame = await track.recv()
+                self.mic_frames += 1
+                if self.on_audio is not None:
+                    self.on_audio(audio_frame_to_mono(frame), int(frame.sample_rate))
+        except mediastreams.MediaStreamError:
+            pass
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the tracks, the microphone task and the connection (bounded by ``timeout``)."""
+        self.sink.close()
+        if self._mic_task is not None:
+            self._mic_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(self._mic_task, timeout)
+            if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise asyncio.CancelledError
+        try:
+            await asyncio.wait_for(self.pc.close(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("%s: peer connection did not close within %.1f s", self.name, timeout)

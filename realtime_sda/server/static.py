@@ -1,0 +1,54 @@
+"""Plain HTTP for the page: files of ``web_client/`` served by the websockets server's
+``process_request`` hook, with no way out of that folder."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["WEB_CLIENT_DIR", "resolve_static", "static_response", "SECURITY_HEADERS"]
+
+#: The page's folder (the repository's ``web_client/``).
+WEB_CLIENT_DIR = Path(__file__).resolve().parents[2] / "web_client"
+
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+          ".ico": "image/x-icon", ".json": "application/json"}
+
+#: Sent with every file: no framing by other sites, no third-party resources, no sniffing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' blob: data:; "
+    "media-src 'self' blob: mediastream:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def resolve_static(request_path: str, root: Path = WEB_CLIENT_DIR) -> Path | None:
+    """The file under ``root`` that a request path names, or None when it does not exist or
+    would leave ``root`` (``..``, encoded ``%2e%2e``, absolute paths, symlinks out)."""
+    path = unquote(urlsplit(request_path).path)
+    if "\x00" in path or "\\" in path:
+        return None
+    rel = path.lstrip("/") or "index.html"
+    root = root.resolve()
+    try:
+        target = (root / rel).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if target != root and root not in target.parents:
+        return None
+    if target.is_dir():
+        target = target / "index.html"
+    return target if target.is_file() else None
+
+
+def static_response(request_path: str, root: Path = WEB_CLIENT_DIR) -> tuple[int, str, dict[str, str], bytes]:
+    """(status, reason, headers, body) for a GET of ``request_path``."""
+    target = resolve_static(request_path, root)
+    if target is None:
+        return 404, "Not Found", {"Content-Type": "text/plain; charset=utf-8", **SECURITY_HEADERS}, b"not found\n"
+    ctype = _TYPES.get(target.suffix.lower()) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return 200, "OK", {"Content-Type": ctype, **SECURITY_HEADERS}, target.read_bytes()

@@ -1,0 +1,259 @@
+"""The avatar's outgoing media: one video and one audio track per viewer, fed the same
+:class:`~realtime_sda.streaming.VideoFrame` objects and paced by one shared clock.
+
+Both tracks map the master clock (model-rate audio samples, ``VideoFrame.pts * time_base``)
+to the wall clock through one :class:`MediaClock`, so a frame and its own audio period are sent
+at the same moment with timestamps from the same master time: the browser's RTCP-based lip
+sync then plays them together. Frames wait in a small bounded queue (drop-oldest); a frame
+that is already late when the sender asks for it is dropped, never delayed. Audio is
+gap-free: periods that did not arrive in time are sent as silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..errors import require
+
+av = require("av", "server", "The WebRTC server")
+soxr = require("soxr", "server", "The WebRTC server")
+_mediastreams = require("aiortc.mediastreams", "server", "The WebRTC server")
+MediaStreamTrack = _mediastreams.MediaStreamTrack
+MediaStreamError = _mediastreams.MediaStreamError
+
+__all__ = ["MediaClock", "ViewerSink", "AvatarVideoTrack", "AvatarAudioTrack", "OUT_AUDIO_RATE", "VIDEO_CLOCK", "make_tracks"]
+
+OUT_AUDIO_RATE = 48000  # Opus
+VIDEO_CLOCK = 90000  # RTP video clock
+AUDIO_PTIME_SAMPLES = OUT_AUDIO_RATE // 50  # 20 ms
+
+
+def _master_seconds(frame: Any) -> float:
+    return float(frame.pts * frame.time_base)
+
+
+class MediaClock:
+    """Maps master time to wall time for one viewer (shared by its audio and video track).
+
+    Output time ``tau = master + shift``; a media item with output time ``tau`` is sent at
+    ``origin + tau`` (monotonic seconds). ``shift`` grows when frames keep arriving late
+    (the producer fell behind), so playback slips instead of dropping everything.
+    """
+
+    def __init__(self, margin_s: float = 0.04, reanchor_s: float = 0.25) -> None:
+        self.margin_s = margin_s
+        self.reanchor_s = reanchor_s
+        self.origin: float | None = None
+        self.shift = 0.0
+        self.reanchors = 0
+        self.anchored = asyncio.Event()
+
+    def anchor(self, master_s: float) -> None:
+        """Fix the mapping at the first frame: it is sent ``margin_s`` from now."""
+        if self.origin is None:
+            self.origin = time.monotonic() + self.margin_s - master_s
+            self.anchored.set()
+
+    def due(self, master_s: float) -> float:
+        assert self.origin is not None
+        return self.origin + master_s + self.shift
+
+    def output_time(self, master_s: float) -> float:
+        return master_s + self.shift
+
+    def slip(self, lateness_s: float) -> None:
+        """Move playback later by ``lateness_s`` plus the margin (after a long stall)."""
+        self.shift += lateness_s + self.margin_s
+        self.reanchors += 1
+
+
+class ViewerSink:
+    """One viewer's bounded queues. ``put`` never blocks: a full video queue drops its
+    oldest frame (a slow peer sees fewer frames, never later ones); the audio queue holds
+    ``audio_queue`` periods and drops the oldest likewise."""
+
+    def __init__(self, video_queue: int = 3, audio_queue: int = 50) -> None:
+        self.video: deque[Any] = deque(maxlen=video_queue)
+        self.audio: deque[Any] = deque(maxlen=audio_queue)
+        self._video_ready = asyncio.Event()
+        self._audio_ready = asyncio.Event()
+        self.clock = MediaClock()
+        self.closed = False
+        self.active = False  # set by the first recv() of either track
+        self.received = 0
+        self.dropped_full = 0
+
+    def put(self, frame: Any) -> None:
+        """Queue one frame for both tracks (event-loop thread only). Frames made before the
+        first ``recv`` (while the connection is still being set up) are not kept: the clock
+        is anchored on a fresh frame."""
+        if self.closed or not self.active:
+            return
+        if len(self.video) == self.video.maxlen:
+            self.dropped_full += 1
+        self.video.append(frame)
+        self.audio.append(frame)
+        self.received += 1
+        self._video_ready.set()
+        self._audio_ready.set()
+
+    def close(self) -> None:
+        """End both tracks (their next ``recv`` raises MediaStreamError)."""
+        self.closed = True
+        self._video_ready.set()
+        self._audio_ready.set()
+
+    async def next_video(self) -> Any | None:
+        self.active = True
+        while not self.video:
+            if self.closed:
+                return None
+            self._video_ready.clear()
+            await self._video_ready.wait()
+        return self.video.popleft()
+
+    def pop_audio(self) -> list[Any]:
+        items = list(self.audio)
+        self.audio.clear()
+        return items
+
+    async def wait_audio(self) -> None:
+        self.active = True
+        if not self.audio and not self.closed:
+            self._audio_ready.clear()
+            await self._audio_ready.wait()
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    """The avatar's video: ``VideoFrame.image`` at 90 kHz timestamps from the master clock."""
+
+    kind = "video"
+
+    def __init__(self, sink: ViewerSink, video_rate: float) -> None:
+        super().__init__()
+        self.sink = sink
+        self.period_s = 1.0 / float(video_rate)
+        self.sent = 0
+        self.dropped_late = 0
+        self._last_pts = -1
+
+    async def recv(self) -> "av.VideoFrame":
+        clock = self.sink.clock
+        while True:
+            frame = await self.sink.next_video()
+            if frame is None or self.readyState != "live":
+                self.stop()
+                raise MediaStreamError
+            master = _master_seconds(frame)
+            clock.anchor(master)
+            lateness = time.monotonic() - clock.due(master)
+            if lateness > clock.reanchor_s:
+                clock.slip(lateness)  # the producer stalled: play on from here, later
+            elif lateness > self.period_s:
+                self.dropped_late += 1  # late: drop it, never delay the stream
+                continue
+            wait = clock.due(master) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            pts = round(clock.output_time(master) * VIDEO_CLOCK)
+            if pts <= self._last_pts:
+                continue
+            self._last_pts = pts
+            out = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.image), format="rgb24")
+            out.pts = pts
+            out.time_base = Fraction(1, VIDEO_CLOCK)
+            self.sent += 1
+            return out
+
+
+class AvatarAudioTrack(MediaStreamTrack):
+    """The speech behind the avatar, delayed by exactly the pipeline's latency: each frame's
+    own audio period (``VideoFrame.audio``) resampled to 48 kHz, sent in 20 ms frames whose
+    timestamps come from the same master clock as the video. Silence fills what is missing."""
+
+    kind = "audio"
+
+    def __init__(self, sink: ViewerSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self._next: int | None = None  # next output sample (48 kHz, output timeline)
+        self._segments: deque[tuple[int, np.ndarray]] = deque()  # (master 48 kHz start, int16)
+        self._resampler: Any = None
+        self._rate = 0
+        self._expect_index: int | None = None
+        self._pos = 0  # master 48 kHz position of the resampler's next output sample
+        self.sent = 0
+        self.silent = 0
+
+    def _ingest(self) -> None:
+        for frame in self.sink.pop_audio():
+            rate = int(frame.audio_rate)
+            if self._resampler is None or rate != self._rate or frame.index != self._expect_index:
+                self._resampler = soxr.ResampleStream(rate, OUT_AUDIO_RATE, 1, dtype="float32", quality="HQ")
+                self._rate = rate
+                self._pos = round(_master_seconds(frame) * OUT_AUDIO_RATE)
+            self._expect_index = frame.index + 1
+            pcm = np.asarray(frame.audio, dtype=np.float32).reshape(-1)
+            out = self._resampler.resample_chunk(pcm)
+            if len(out):
+                pcm16 = (np.clip(out, -1.0, 1.0) * 32767.0).astype(np.int16)
+                self._segments.append((self._pos, pcm16))
+                self._pos += len(out)
+
+    def _take(self, start: int, n: int) -> tuple[np.ndarray, bool]:
+        """Samples [start, start+n) of the master timeline (48 kHz), silence where missing."""
+        out = np.zeros(n, dtype=np.int16)
+        found = False
+        while self._segments and self._segments[0][0] + len(self._segments[0][1]) <= start:
+            self._segments.popleft()  # entirely in the past
+        for seg_start, seg in self._segments:
+            if seg_start >= start + n:
+                break
+            lo, hi = max(seg_start, start), min(seg_start + len(seg), start + n)
+            if hi > lo:
+                out[lo - start : hi - start] = seg[lo - seg_start : hi - seg_start]
+                found = True
+        return out, found
+
+    async def recv(self) -> "av.AudioFrame":
+        clock = self.sink.clock
+        if self.readyState != "live" or self.sink.closed:
+            self.stop()
+            raise MediaStreamError
+        if self._next is None:
+            while not clock.anchored.is_set():
+                await self.sink.wait_audio()
+                if self.sink.closed:
+                    self.stop()
+                    raise MediaStreamError
+                self._ingest()
+                if self._segments and not clock.anchored.is_set():
+                    clock.anchor(self._segments[0][0] / OUT_AUDIO_RATE)
+            first = self._segments[0][0] if self._segments else 0
+            self._next = round(clock.output_time(first / OUT_AUDIO_RATE) * OUT_AUDIO_RATE)
+        assert clock.origin is not None
+        wait = clock.origin + self._next / OUT_AUDIO_RATE - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._ingest()
+        master_start = self._next - round(clock.shift * OUT_AUDIO_RATE)
+        pcm, found = self._take(master_start, AUDIO_PTIME_SAMPLES)
+        self.silent += not found
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = OUT_AUDIO_RATE
+        frame.pts = self._next
+        frame.time_base = Fraction(1, OUT_AUDIO_RATE)
+        self._next += AUDIO_PTIME_SAMPLES
+        self.sent += 1
+        return frame
+
+
+def make_tracks(sink: ViewerSink, video_rate: float) -> tuple[AvatarVideoTrack, AvatarAudioTrack]:
+    """(video, audio) tracks reading from one viewer's sink."""
+    return AvatarVideoTrack(sink, video_rate), AvatarAudioTrack(sink)
