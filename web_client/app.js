@@ -1,0 +1,209 @@
+// realtime-sda page: signaling over /ws, one RTCPeerConnection, live figures from getStats().
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const MESSAGES = {
+  server_full: "The server is full: every session is in use. Try again in a minute.",
+  bad_token: "Wrong or missing access token: open the link the server printed (it ends in ?token=...).",
+  no_face: "No face found in the photo. Choose a photo with one face, seen from the front.",
+  bad_image: null, // the server's own words (size or format)
+  no_avatar: "Choose a photo first: this server has no default avatar.",
+  no_broadcast: "No broadcast is running on this server; use your microphone instead.",
+  connection_lost: "The connection was lost. Press Start to connect again.",
+};
+
+const sda = { ws: null, pc: null, mic: null, ready: null, serverLatencyMs: null, last: null, figures: {} };
+window.sda = sda; // for tests and curious users
+
+function say(text, isError = false) {
+  const el = $("message");
+  el.textContent = text;
+  el.className = isError ? "error" : "";
+}
+
+function wsUrl() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const token = params.get("token");
+  return `${proto}//${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : "");
+}
+
+function connectSignaling() {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(wsUrl());
+    sda.ws = ws;
+    let opened = false;
+    ws.onopen = () => { opened = true; $("state").textContent = "signaling connected"; };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch { return; }
+      onServerMessage(msg);
+      if (msg.type === "ready") resolve(true);
+      if (msg.type === "error" && !sda.ready) resolve(false);
+    };
+    ws.onclose = (ev) => {
+      $("state").textContent = "not connected";
+      $("start").disabled = true;
+      $("stop").disabled = true;
+      if (!opened) say("Cannot reach the server. Is it running? Reload the page to try again.", true);
+      else if (ev.code === 1009) say("That was too large for the server (message size limit).", true);
+      else if (ev.code !== 1000 && ev.code !== 1008 && ev.code !== 1013) say("Connection to the server lost. Reload the page to reconnect.", true);
+      stopMedia();
+      sda.ws = null;
+      resolve(false);
+    };
+  });
+}
+
+function onServerMessage(msg) {
+  switch (msg.type) {
+    case "ready":
+      sda.ready = msg;
+      $("start").disabled = false;
+      $("mode-watch").disabled = !msg.broadcast;
+      if (!msg.has_avatar) $("photo-hint").textContent = "Choose a photo with one face, seen from the front (required on this server).";
+      say("Ready. Press Start and allow the microphone.");
+      break;
+    case "avatar":
+      say(`Photo accepted (aligned to ${msg.width}x${msg.height}). Press Start.`);
+      break;
+    case "answer":
+      sda.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp }).catch((e) => say(`Could not use the server's answer: ${e.message}`, true));
+      break;
+    case "stats":
+      sda.serverLatencyMs = msg.latency_ms;
+      break;
+    case "stopped":
+      break;
+    case "error": {
+      const text = MESSAGES[msg.code] || msg.message || "The server reported an error.";
+      say(text, true);
+      if (msg.code === "connection_lost" || msg.code === "no_avatar" || msg.code === "no_broadcast" || msg.code === "bad_sdp") stopMedia();
+      break;
+    }
+  }
+}
+
+async function start() {
+  if (!sda.ws || sda.ws.readyState !== WebSocket.OPEN) {
+    if (!(await connectSignaling())) return;
+  }
+  stopMedia();
+  const mode = document.querySelector("input[name=mode]:checked").value;
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  sda.pc = pc;
+  pc.ontrack = (ev) => {
+    const video = $("avatar");
+    if (ev.streams[0] && video.srcObject !== ev.streams[0]) video.srcObject = ev.streams[0];
+  };
+  pc.onconnectionstatechange = () => {
+    $("state").textContent = pc.connectionState;
+    if (pc.connectionState === "failed") say(MESSAGES.connection_lost, true);
+  };
+  if (mode === "mic") {
+    try {
+      sda.mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true }, video: false });
+    } catch (e) {
+      const denied = e && (e.name === "NotAllowedError" || e.name === "SecurityError");
+      say(denied ? "Microphone access was refused. Allow the microphone for this page (the icon in the address bar) and press Start again."
+                 : `No microphone could be opened (${e.name || e}). Plug one in and press Start again.`, true);
+      stopMedia();
+      return;
+    }
+    for (const track of sda.mic.getAudioTracks()) pc.addTrack(track, sda.mic);
+  } else {
+    pc.addTransceiver("audio", { direction: "recvonly" });
+  }
+  pc.addTransceiver("video", { direction: "recvonly" });
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitIceGathering(pc);
+  sda.ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp, mode }));
+  $("start").disabled = true;
+  $("stop").disabled = false;
+  say(mode === "mic" ? "Connecting... then speak: the face follows your voice." : "Connecting to the broadcast...");
+}
+
+function waitIceGathering(pc) {
+  // aiortc takes one complete offer (no trickle ICE): wait for all candidates, at most 3 s.
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 3000);
+  });
+}
+
+function stopMedia() {
+  if (sda.pc) { sda.pc.close(); sda.pc = null; }
+  if (sda.mic) { sda.mic.getTracks().forEach((t) => t.stop()); sda.mic = null; }
+  $("avatar").srcObject = null;
+  sda.last = null;
+  if (sda.ws && sda.ws.readyState === WebSocket.OPEN) $("start").disabled = false;
+  $("stop").disabled = true;
+}
+
+function stop() {
+  if (sda.ws && sda.ws.readyState === WebSocket.OPEN) sda.ws.send(JSON.stringify({ type: "stop" }));
+  stopMedia();
+  say("Stopped.");
+}
+
+async function uploadPhoto(file) {
+  if (!file) return;
+  if (file.size > 6 * 1024 * 1024) { say("That photo is over 6 MB: choose a smaller one.", true); return; }
+  $("preview").src = URL.createObjectURL(file);
+  $("preview").hidden = false;
+  if (!sda.ws || sda.ws.readyState !== WebSocket.OPEN) {
+    if (!(await connectSignaling())) return;
+  }
+  say("Finding the face in the photo...");
+  sda.ws.send(await file.arrayBuffer());
+}
+
+// ---- live figures --------------------------------------------------------------------------
+function perTrack(stats) {
+  const out = {};
+  stats.forEach((s) => {
+    if (s.type === "inbound-rtp") out[s.kind] = s;
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") out.pair = s;
+  });
+  return out;
+}
+
+function delta(now, prev, key) {
+  return prev && now && now[key] !== undefined && prev[key] !== undefined ? now[key] - prev[key] : NaN;
+}
+
+async function updateFigures() {
+  const pc = sda.pc;
+  if (!pc) return;
+  const now = perTrack(await pc.getStats());
+  const prev = sda.last;
+  sda.last = { ...now, t: performance.now() };
+  if (!prev || !now.video) return;
+  const dt = (sda.last.t - prev.t) / 1000;
+  const frames = delta(now.video, prev.video, "framesDecoded");
+  const fps = frames / dt;
+  // playout delay of each kind over the last interval: jitter buffer (+ decode for video)
+  const vBuf = delta(now.video, prev.video, "jitterBufferDelay") / delta(now.video, prev.video, "jitterBufferEmittedCount");
+  const vDec = delta(now.video, prev.video, "totalDecodeTime") / frames;
+  const aBuf = now.audio ? delta(now.audio, prev.audio, "jitterBufferDelay") / delta(now.audio, prev.audio, "jitterBufferEmittedCount") : NaN;
+  const rtt = now.pair && now.pair.currentRoundTripTime !== undefined ? now.pair.currentRoundTripTime : 0;
+  const videoDelayMs = 1000 * ((isFinite(vBuf) ? vBuf : 0) + (isFinite(vDec) ? vDec : 0));
+  // our server sends a frame and its own audio together, so the receiver's A/V offset is the
+  // difference of their playout delays (positive: the picture comes after the sound)
+  const avMs = isFinite(aBuf) ? videoDelayMs - 1000 * aBuf : NaN;
+  const e2eMs = sda.serverLatencyMs !== null && sda.serverLatencyMs !== undefined
+    ? sda.serverLatencyMs + 1000 * rtt + videoDelayMs : NaN;
+  sda.figures = { fps, framesDecoded: now.video.framesDecoded, avOffsetMs: avMs, latencyMs: e2eMs };
+  $("fps").textContent = isFinite(fps) ? `${fps.toFixed(1)} fps` : "–";
+  $("latency").textContent = isFinite(e2eMs) ? `${e2eMs.toFixed(0)} ms (server ${sda.serverLatencyMs} ms + network + playout)` : "–";
+  $("avoffset").textContent = isFinite(avMs) ? `${avMs >= 0 ? "+" : ""}${avMs.toFixed(0)} ms` : "–";
+  $("frames").textContent = `${now.video.framesDecoded || 0} decoded, ${now.video.framesDropped || 0} dropped`;
+}
+
+$("start").addEventListener("click", () => start().catch((e) => say(`Could not start: ${e.message || e}`, true)));
+$("stop").addEventListener("click", stop);
+$("photo").addEventListener("change", (ev) => uploadPhoto(ev.target.files[0]).catch((e) => say(`Could not send the photo: ${e.message || e}`, true)));
+setInterval(() => updateFigures().catch(() => {}), 1000);
+connectSignaling();
