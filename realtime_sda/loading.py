@@ -53,8 +53,8 @@ def load_model(
     """
     path = resolve_model(name_or_path)
     name = os.fspath(name_or_path)
+    ckpt = read_checkpoint(path)  # first: a git-lfs pointer gets its own error, not a hash warning
     check_known_hash(path, name if name in KNOWN_MODELS else None)
-    ckpt = read_checkpoint(path)
     try:
         config = SDAConfig.from_checkpoint(ckpt)
     except KeyError as exc:
