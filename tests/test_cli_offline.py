@@ -1,0 +1,121 @@
+"""The real command line in a subprocess: ``animate`` to an mp4, ``models`` listing, and clean
+error messages (no tracebacks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:cfd703ecb1bbbb2a81ea62a0df948627a6e4e6481e9c444fccb4a41701867ca7\n"
+    "size 221179358\n"
+)
+
+
+def _run(args: list[str], env_extra: dict[str, str], cwd: Path, exe: list[str] | None = None):
+    env = dict(os.environ)
+    env.update(env_extra)
+    return subprocess.run(
+        (exe or [sys.executable, "-m", "realtime_sda"]) + args,
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
+    )
+
+
+@pytest.fixture()
+def isolated(tmp_path):
+    """An empty model search path (no user models leak into the test)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    return {"REALTIME_SDA_MODELS": str(models), "XDG_CACHE_HOME": str(tmp_path / "cache")}, models
+
+
+def test_animate_writes_an_mp4(tmp_path, tiny_checkpoint, shared_example, isolated):
+    env, _ = isolated
+    out = tmp_path / "talk.mp4"
+    res = _run(
+        ["animate", str(shared_example / "image.bmp"), str(shared_example / "audio.wav"), "-o", str(out),
+         "--model", str(tiny_checkpoint), "--device", "cpu", "--seed", "1", "--scale", "2"],
+        env, tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "wrote" in res.stdout and "75 frames" in res.stdout
+    assert "animating" in res.stderr and "75/75" in res.stderr  # the progress bar
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert (c.streams.video[0].height, c.streams.video[0].width) == (128, 96)
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert sum(1 for _ in c.decode(video=0)) == 75
+
+
+def test_animate_finds_the_default_model_by_name(tmp_path, tiny_checkpoint, shared_example, isolated):
+    env, models = isolated
+    shutil.copy(tiny_checkpoint, models / "default.pt")
+    out = tmp_path / "a.mp4"
+    res = _run(["animate", str(shared_example / "image.bmp"), str(shared_example / "audio.wav"),
+                "-o", str(out), "--aligned", "--quiet"], env, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert out.is_file() and "animating" not in res.stderr
+
+
+@pytest.mark.parametrize("case", ["no-model", "lfs", "no-face", "bad-audio"])
+def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, shared_example, isolated, case):
+    env, models = isolated
+    image, audio = str(shared_example / "image.bmp"), str(shared_example / "audio.wav")
+    args = ["--model", str(tiny_checkpoint)]
+    if case == "no-model":
+        args, expected = [], "was not found. Looked in"
+    elif case == "lfs":
+        (models / "grid.dat").write_text(LFS_POINTER)
+        args, expected = ["--model", "grid"], "git lfs pull"
+    elif case == "no-face":
+        from PIL import Image
+
+        image = str(tmp_path / "wall.png")
+        Image.new("RGB", (120, 90), (200, 180, 150)).save(image)
+        expected = "--aligned"
+    else:
+        audio = str(tmp_path / "noise.mp3")
+        Path(audio).write_bytes(b"\x00garbage" * 50)
+        expected = "could not decode audio"
+    res = _run(["animate", image, audio, "-o", str(tmp_path / "x.mp4")] + args, env, tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.startswith("realtime-sda: error:") and expected in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "x.mp4").exists() or case == "bad-audio"
+
+
+def test_models_lists_what_is_found_and_missing(tmp_path, tiny_checkpoint, isolated):
+    env, models = isolated
+    shutil.copy(tiny_checkpoint, models / "default.pt")
+    shutil.copy(tiny_checkpoint, models / "timit.dat")  # named like a published file, but differs
+    shutil.copy(tiny_checkpoint, models / "my_speaker.pt")
+    (models / "grid.dat").write_text(LFS_POINTER)
+    exe = shutil.which("realtime-sda")
+    res = _run(["models"], env, tmp_path, exe=[exe] if exe else None)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert str(models) in out and str(Path(tmp_path / "cache" / "realtime-sda" / "models")) in out
+    known = out.split("Known models:")[1].split("\n\n")[0]
+    lines = {line.split()[0]: line for line in known.splitlines() if line.split()}
+    assert "default.pt" in lines["default"] and "no published hash" in lines["default"]
+    assert "DIFFERS" in lines["timit"]
+    assert "POINTER" in lines["grid"]
+    assert "not found" in lines["crema"]
+    assert "my_speaker.pt" in out
+    missing = out.split("Missing, and where to get it:")[1]
+    assert "crema" in missing and "git lfs pull" in missing and "lrw" in missing and "default" not in missing
+
+    res = _run(["models", "--json"], env, tmp_path)
+    report = json.loads(res.stdout)
+    by_name = {m["name"]: m for m in report["models"]}
+    assert by_name["grid"]["check"] == "lfs-pointer" and by_name["timit"]["check"] == "differs"
+    assert by_name["crema"]["path"] is None and by_name["default"]["size"] == tiny_checkpoint.stat().st_size
+    assert report["search_path"][0] == str(models)
