@@ -1,0 +1,116 @@
+"""``StreamPipeline``: source -> (resampler -> ring buffer in the session) -> inference worker
+-> fan-out to sinks, with one owner for every task and thread.
+
+Each sink reads its own bounded drop-oldest subscription on its own thread, so a slow sink
+skips frames without slowing the others. :meth:`StreamPipeline.stop` cancels the source task
+and joins every sink thread, each with a timeout; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+from .sinks.base import Sink, SinkRunner
+from .stats import StatsSnapshot
+
+if TYPE_CHECKING:
+    from .session import AvatarSession
+
+__all__ = ["StreamPipeline", "Source"]
+
+
+class Source(Protocol):
+    async def run(self, session: "AvatarSession") -> None: ...
+
+
+class StreamPipeline:
+    """Wire a source and sinks to a session. ``close_session``: close it when stopping."""
+
+    def __init__(
+        self,
+        session: "AvatarSession",
+        source: Source | None = None,
+        sinks: Sequence[Sink] = (),
+        close_session: bool = True,
+    ) -> None:
+        self.session = session
+        self.source = source
+        self.sinks = list(sinks)
+        self.close_session = close_session
+        self.runners: list[SinkRunner] = []
+        self._source_task: asyncio.Task[Any] | None = None
+        self._stopped = False
+
+    async def start(self) -> None:
+        """Prepare every sink (clear errors before anything runs), then start them and the source."""
+        for sink in self.sinks:
+            sink.prepare(self.session)
+        self.runners = [SinkRunner(sink, self.session) for sink in self.sinks]
+        for r in self.runners:
+            r.start()
+        if self.source is not None:
+            self._source_task = asyncio.create_task(self.source.run(self.session), name=f"sda-source-{self.session.id}")
+
+    @property
+    def stop_requested(self) -> bool:
+        return any(r.sink.stop_requested for r in self.runners)
+
+    def errors(self) -> list[BaseException]:
+        out = [r.error for r in self.runners if r.error is not None]
+        t = self._source_task
+        if t is not None and t.done() and not t.cancelled() and t.exception() is not None:
+            out.insert(0, t.exception())  # type: ignore[arg-type]
+        if self.session.error is not None:
+            out.append(self.session.error)
+        return out
+
+    async def run(self, duration: float | None = None, poll_s: float = 0.02) -> StatsSnapshot:
+        """Start, then wait until the stream ends (source done and last frame consumed), a sink
+        asks to stop, an error occurs, or ``duration`` seconds pass; always stops cleanly.
+        Raises the first source/sink error."""
+        await self.start()
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            while True:
+                if self.errors() or self.stop_requested:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if (self.session.finished or self.session.closed) and all(r.done for r in self.runners):
+                    break
+                await asyncio.sleep(poll_s)
+        finally:
+            await self.stop()
+        errors = self.errors()
+        if errors:
+            raise errors[0]
+        return self.session.stats.snapshot()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Cancel the source, end and join the sink threads, close the session (if owned)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        task = self._source_task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await asyncio.wait_for(task, timeout)
+            except asyncio.CancelledError:
+                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+            except Exception:
+                pass  # reported through errors()
+        if self.close_session:
+            await self.session.close()
+        for r in self.runners:
+            r.stop()
+        deadline = time.monotonic() + timeout
+        for r in self.runners:
+            while not r.done and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+        stuck = [r.thread.name for r in self.runners if not r.done]
+        if stuck:
+            raise TimeoutError(f"sink thread(s) {', '.join(stuck)} did not stop within {timeout} s")

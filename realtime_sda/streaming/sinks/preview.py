@@ -1,0 +1,124 @@
+"""``PreviewSink``: the face in an OpenCV window with a status bar (fps, latency, drops), and
+its sound played through sounddevice in step with the picture.
+
+Sync: each frame's own audio slice is written to the output stream (a blocking write) just
+before the frame is shown, so the picture follows the sound card's clock. A missing sound
+device only disables sound (with a warning); a missing display is a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...errors import DeviceError, require
+from ..frames import VideoFrame
+from ..resample import StreamResampler
+from .base import Sink
+
+if TYPE_CHECKING:
+    from ..session import AvatarSession
+    from ..stats import StreamStats
+
+__all__ = ["PreviewSink", "STATUS_BAR_HEIGHT", "compose"]
+
+STATUS_BAR_HEIGHT = 20
+_PLAYBACK_RATE = 48000
+
+
+def compose(image: np.ndarray, scale: int, status: str) -> np.ndarray:
+    """RGB frame -> BGR canvas: the frame scaled ``scale`` times (nearest neighbour, so every
+    model pixel stays exact) above a status bar with ``status``."""
+    import cv2
+
+    face = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+    h, w = face.shape[:2]
+    canvas = np.zeros((h + STATUS_BAR_HEIGHT, max(w, 1), 3), np.uint8)
+    canvas[:h, :w] = face[:, :, ::-1]
+    cv2.putText(canvas, status, (3, h + STATUS_BAR_HEIGHT - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+class PreviewSink(Sink):
+    """Show frames in a window titled ``title``; ``q``/Esc or closing the window stops."""
+
+    name = "preview"
+    queue_size = 2
+
+    def __init__(self, title: str = "realtime-sda", scale: int = 3, sound: bool = True) -> None:
+        self.title = title
+        self.scale = max(1, int(scale))
+        self.sound = sound
+        self._stop = False
+        self._out: Any = None
+        self.sound_error: str | None = None
+
+    def prepare(self, session: "AvatarSession") -> None:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise DeviceError(
+                "no display for the preview window (DISPLAY is not set). Run it on a desktop, with "
+                "'xvfb-run realtime-sda preview ...' for a virtual one, or use 'realtime-sda vcam' / --record."
+            )
+        cv2 = require("cv2", "stream", "The preview window")
+        if not hasattr(cv2, "imshow") or "headless" in getattr(cv2, "__file__", ""):
+            raise DeviceError("this OpenCV build has no GUI; pip install opencv-python (not -headless)")
+
+    def open(self, session: "AvatarSession") -> None:
+        import cv2
+
+        cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
+        if self.sound:
+            self._open_sound()
+
+    def _open_sound(self) -> None:
+        try:
+            from ..sources import import_sounddevice
+
+            sd = import_sounddevice()
+            self._out = sd.OutputStream(samplerate=_PLAYBACK_RATE, channels=1, dtype="float32", latency="low")
+            self._out.start()
+            self._resampler = StreamResampler(_PLAYBACK_RATE)
+        except Exception as exc:  # no speaker: keep the picture going
+            self._out = None
+            self.sound_error = str(exc)
+            print(f"realtime-sda: warning: no sound ({exc}); showing the picture only", file=sys.stderr)
+
+    def write(self, frame: VideoFrame, stats: "StreamStats") -> None:
+        import cv2
+
+        if self._out is not None:
+            try:
+                self._out.write(self._resampler.process(frame.audio, frame.audio_rate)[:, None])
+            except Exception as exc:
+                self.sound_error = str(exc)
+                self._out = None
+        snap = stats.snapshot()
+        status = (
+            f"{snap.fps:4.1f} fps  lat {snap.latency_p50_ms:3.0f}/{snap.latency_p99_ms:3.0f} ms  "
+            f"drop {snap.dropped_frames + snap.skipped_frames}  #{frame.index}"
+        )
+        cv2.imshow(self.title, compose(frame.image, self.scale, status))
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            self._stop = True
+        elif cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            self._stop = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def close(self) -> None:
+        import cv2
+
+        if self._out is not None:
+            try:
+                self._out.stop()
+                self._out.close()
+            finally:
+                self._out = None
+        cv2.destroyWindow(self.title)
+        cv2.waitKey(1)
