@@ -1,0 +1,111 @@
+"""The training configuration: one JSON file, stored as a plain dict inside every checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..config import SDAConfig
+from ..errors import RealtimeSDAError
+
+__all__ = ["TrainConfigError", "TrainConfig", "MODEL_FIELDS"]
+
+#: SDAConfig fields a training config may set (mean_face comes from the dataset).
+MODEL_FIELDS = (
+    "img_size", "audio_rate", "video_rate", "audio_feat_len", "audio_feat_samples", "id_enc_dim",
+    "rnn_gen_dim", "aud_enc_dim", "aux_latent", "sequential_noise", "width",
+)
+
+
+class TrainConfigError(RealtimeSDAError):
+    """A training config file is unreadable or has unknown or invalid values."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Loss weights and learning rates default to the paper's
+    (Vougioukas et al., IJCV 2019): frame 1, sync 0.8, sequence 0.2, L1 600; Adam with 1e-4
+    for the generator and frame discriminator, 1e-5 for the others."""
+
+    data: str = ""
+    out: str = "runs/sda"
+    model: dict[str, Any] = field(default_factory=dict)  # SDAConfig fields (MODEL_FIELDS)
+    w_frame: float = 1.0
+    w_sync: float = 0.8
+    w_seq: float = 0.2
+    w_l1: float = 600.0
+    lr_gen: float = 1e-4
+    lr_frame: float = 1e-4
+    lr_seq: float = 1e-5
+    lr_sync: float = 1e-5
+    betas: tuple[float, float] = (0.5, 0.999)
+    disc_width: float = 0.25  # channel multiplier of the discriminators (1 = 64 base channels)
+    sync_frames: int = 5  # mouth frames the sync discriminator sees (0.2 s at 25 fps)
+    batch_size: int = 4
+    clip_frames: int = 16
+    steps: int = 1000
+    sample_every: int = 200
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True  # mixed precision, used only on CUDA
+    threads: int = 0  # torch CPU threads (0: leave torch's default)
+    train_split: str = "train"
+    max_minutes: float = 0.0  # stop (after a checkpoint) when this much wall time has passed
+
+    def model_config(self, mean_face: Any) -> SDAConfig:
+        unknown = sorted(set(self.model) - set(MODEL_FIELDS))
+        if unknown:
+            raise TrainConfigError(f"unknown model setting(s) {unknown}; allowed: {list(MODEL_FIELDS)}")
+        values = dict(self.model)
+        if "audio_rate" in values and "audio_feat_samples" not in values:
+            values["audio_feat_samples"] = int(round(values["audio_rate"] * values.get("audio_feat_len", 0.2)))
+        try:
+            return SDAConfig(mean_face=mean_face, **values)
+        except (TypeError, ValueError) as exc:
+            raise TrainConfigError(f"invalid model settings {values}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise TrainConfigError(f"unknown training setting(s) {unknown}; allowed: {sorted(names)}")
+        cfg = cls(**d)
+        cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+        if cfg.clip_frames < cfg.sync_frames + cfg.sync_frames // 2 + 1:
+            raise TrainConfigError(
+                f"clip_frames ({cfg.clip_frames}) is too short for off-sync pairs of sync_frames ({cfg.sync_frames}); "
+                f"use at least {cfg.sync_frames + cfg.sync_frames // 2 + 1}"
+            )
+        if cfg.batch_size < 2:
+            raise TrainConfigError("batch_size must be at least 2 (BatchNorm needs more than one sample)")
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "TrainConfig":
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise TrainConfigError(f"training config '{p}' does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise TrainConfigError(f"training config '{p}' is not valid JSON: {exc}") from None
+        if not isinstance(d, dict):
+            raise TrainConfigError(f"training config '{p}' must be a JSON object")
+        cfg = cls.from_dict(d)
+        base = p.parent
+        if cfg.data and not Path(cfg.data).is_absolute():
+            cfg.data = str(base / cfg.data)
+        if cfg.out and not Path(cfg.out).is_absolute():
+            cfg.out = str(base / cfg.out)
+        return cfg

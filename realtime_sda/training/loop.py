@@ -1,0 +1,216 @@
+"""The training loop, top to bottom: data, networks, optimizers, resume, then for each step a
+discriminator update and a generator update; metrics, samples and checkpoints at intervals.
+
+Files in the output directory:
+
+- ``last.pt``: the inference checkpoint (original dict layout, loads with ``load_model``),
+  with ``train_config`` (plain dict) and ``step`` as extra keys;
+- ``train_state.pt``: discriminators, optimizers, step and random states, for resuming;
+- ``metrics.jsonl``: one line of losses per ``log_every`` steps;
+- ``samples/step_NNNNNN.png``: real frames (top) over generated frames (bottom).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model import SDAModel
+from .config import TrainConfig, TrainConfigError
+from .dataset import ClipDataset, clip_windows, load_clip, read_meta
+from .frame_disc import FrameDiscriminator
+from .generate import generate_train
+from .losses import Discriminators, discriminator_losses, generator_losses, sync_slices
+from .sequence_disc import SequenceDiscriminator
+from .sync_disc import SyncDiscriminator
+
+__all__ = ["train", "build_discriminators", "save_sample_grid"]
+
+
+def build_discriminators(cfg: TrainConfig, model: SDAModel) -> Discriminators:
+    mc = model.config
+    return Discriminators(
+        frame=FrameDiscriminator(mc.img_size, cfg.disc_width),
+        seq=SequenceDiscriminator(mc.img_size, mc.audio_rate, cfg.disc_width),
+        sync=SyncDiscriminator(mc.img_size, mc.audio_rate, cfg.sync_frames, cfg.disc_width),
+    )
+
+
+def _batch(ds: ClipDataset, size: int, gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    items = [ds[int(i)] for i in torch.randint(0, len(ds), (size,), generator=gen)]
+    return {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+
+
+def _autocast(device: torch.device, enabled: bool) -> Any:
+    if not (enabled and device.type == "cuda"):
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def save_sample_grid(model: SDAModel, data: str | os.PathLike[str], clip_id: str, path: Path,
+                     columns: int = 8, seed: int = 0) -> np.ndarray:
+    """Generate a whole clip from its first frame and write real (top) over generated
+    (bottom) frames, ``columns`` evenly spaced ones, as a PNG. Returns the grid."""
+    from PIL import Image
+
+    from ..noise import NoiseSource
+
+    was_training = model.training
+    model.eval()
+    cfg = model.config
+    clip = load_clip(data, clip_id)
+    frames = np.asarray(clip["frames"])
+    t = len(frames)
+    windows = torch.from_numpy(clip_windows(np.asarray(clip["audio"]), 0, t, cfg.stride, cfg.audio_feat_samples))
+    still = torch.from_numpy(frames[0].copy()).float().div(127.5).sub(1).permute(2, 0, 1)[None].to(model.device)
+    noise = NoiseSource(cfg.aux_latent, seed).next(t)[None]
+    fake = _to_uint8(model.generate(still, windows[None].to(model.device), noise.to(model.device))[0])
+    pick = np.linspace(0, t - 1, min(columns, t)).round().astype(int)
+    grid = np.concatenate([np.concatenate(list(frames[pick]), axis=1), np.concatenate(list(fake[pick]), axis=1)], axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    model.train(was_training)
+    return grid
+
+
+def _save(out: Path, cfg: TrainConfig, model: SDAModel, d: Discriminators, opts: dict[str, torch.optim.Optimizer],
+          step: int, gen: torch.Generator, ds: ClipDataset) -> None:
+    model.save(out / "last.pt", extra={"train_config": cfg.to_dict(), "step": step})
+    state = {
+        "step": step,
+        "discriminators": {name: getattr(d, name).state_dict() for name in ("frame", "seq", "sync")},
+        "optimizers": {name: opt.state_dict() for name, opt in opts.items()},
+        "torch_rng": torch.get_rng_state(),
+        "batch_rng": gen.get_state(),
+        "crop_rng": json.dumps(ds.rng.bit_generator.state),
+        "train_config": cfg.to_dict(),
+    }
+    tmp = out / "train_state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / "train_state.pt")
+
+
+def _resume(out: Path, model: SDAModel, d: Discriminators, opts: dict[str, torch.optim.Optimizer],
+            gen: torch.Generator, ds: ClipDataset) -> int:
+    from ..checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(out / "last.pt")
+    for part in ("encoder", "encoder_id", "generator"):
+        getattr(model, part).load_state_dict(ckpt[part])
+    state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
+    for name in ("frame", "seq", "sync"):
+        getattr(d, name).load_state_dict(state["discriminators"][name])
+    for name, opt in opts.items():
+        opt.load_state_dict(state["optimizers"][name])
+    torch.set_rng_state(state["torch_rng"])
+    gen.set_state(state["batch_rng"])
+    ds.rng.bit_generator.state = json.loads(state["crop_rng"])
+    return int(state["step"])
+
+
+def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
+    """Train (or resume training) as ``cfg`` says; returns the path of the last checkpoint."""
+    from tqdm import tqdm
+
+    # ---- set-up: device, data, networks, optimizers --------------------------------------
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainConfigError(f"device {cfg.device!r} was asked for but CUDA is not available; use \"device\": \"cpu\"")
+    torch.manual_seed(cfg.seed)
+    meta = read_meta(cfg.data)
+    mcfg = cfg.model_config(np.asarray(meta["mean_face"], dtype=np.float64))
+    if mcfg.audio_rate != meta["audio_rate"] or float(mcfg.video_rate) != float(meta["fps"]):
+        raise TrainConfigError(
+            f"the model wants {mcfg.audio_rate} Hz / {mcfg.video_rate} fps but the dataset has "
+            f"{meta['audio_rate']} Hz / {meta['fps']} fps; set model.audio_rate / video_rate to match"
+        )
+    ds = ClipDataset(cfg.data, cfg.train_split, cfg.clip_frames, mcfg.audio_feat_samples, mcfg.img_size, cfg.seed)
+    model = SDAModel(mcfg).to(device).train()
+    d = build_discriminators(cfg, model)
+    for net in (d.frame, d.seq, d.sync):
+        net.to(device).train()
+    opts = {
+        "gen": torch.optim.Adam(model.parameters(), lr=cfg.lr_gen, betas=cfg.betas),
+        "frame": torch.optim.Adam(d.frame.parameters(), lr=cfg.lr_frame, betas=cfg.betas),
+        "seq": torch.optim.Adam(d.seq.parameters(), lr=cfg.lr_seq, betas=cfg.betas),
+        "sync": torch.optim.Adam(d.sync.parameters(), lr=cfg.lr_sync, betas=cfg.betas),
+    }
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    step = 0
+    if (out / "last.pt").is_file() and (out / "train_state.pt").is_file():
+        step = _resume(out, model, d, opts, gen, ds)
+    sample_clip = ds.clips[0].id
+    weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1}
+    started = time.monotonic()
+    log = (out / "metrics.jsonl").open("a")
+    bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress, desc="train", unit="step")
+
+    # ---- the loop ---------------------------------------------------------------------------
+    try:
+        while step < cfg.steps:
+            batch = _batch(ds, cfg.batch_size, gen, device)
+            still, real, windows = batch["still"], batch["frames"], batch["windows"]
+            s = sync_slices(cfg.clip_frames, cfg.sync_frames, mcfg.stride, mcfg.pad_left, gen)
+            with _autocast(device, cfg.amp):
+                fake = generate_train(model, still, windows)
+
+            # discriminators: real vs generated (and, for sync, vs off-sync audio)
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            with _autocast(device, cfg.amp):
+                d_losses = discriminator_losses(d, still, real, fake, windows, s)
+            scaler.scale(sum(d_losses.values())).backward()
+            for name in ("frame", "seq", "sync"):
+                scaler.step(opts[name])
+
+            # generator: fool every discriminator, and reconstruct the lower face (L1)
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            with _autocast(device, cfg.amp):
+                g_losses = generator_losses(d, still, real, fake, windows, s)
+                g_total = sum(weights[k] * v for k, v in g_losses.items())
+            scaler.scale(g_total).backward()
+            scaler.step(opts["gen"])
+            scaler.update()
+            step += 1
+            bar.update(1)
+
+            # bookkeeping: metrics, samples, checkpoints, time budget
+            if step % cfg.log_every == 0 or step == 1:
+                row = {"step": step, "time": round(time.monotonic() - started, 2), "g_total": round(float(g_total.detach()), 5)}
+                row.update({k: round(float(v.detach()), 5) for k, v in {**d_losses, **g_losses}.items()})
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(l1=f"{row['l1']:.4f}", d_frame=f"{row['d_frame']:.3f}")
+            out_of_time = cfg.max_minutes > 0 and time.monotonic() - started > cfg.max_minutes * 60
+            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                save_sample_grid(model, cfg.data, sample_clip, out / "samples" / f"step_{step:06d}.png")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+                _save(out, cfg, model, d, opts, step, gen, ds)
+            if out_of_time:
+                break
+    finally:
+        bar.close()
+        log.close()
+    if not (out / "last.pt").is_file() or step % cfg.checkpoint_every:
+        _save(out, cfg, model, d, opts, step, gen, ds)
+    return out / "last.pt"
