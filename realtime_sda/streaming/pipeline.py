@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from .sinks.base import Sink, SinkRunner
 from .stats import StatsSnapshot
@@ -66,11 +66,19 @@ class StreamPipeline:
             out.append(self.session.error)
         return out
 
-    async def run(self, duration: float | None = None, poll_s: float = 0.02) -> StatsSnapshot:
-        """Start, then wait until the stream ends (source done and last frame consumed), a sink
+    async def run(
+        self, duration: float | None = None, poll_s: float = 0.02, on_started: Callable[[], None] | None = None
+    ) -> StatsSnapshot:
+        """Start (then call ``on_started``), then wait until the stream ends (source done and last frame consumed), a sink
         asks to stop, an error occurs, or ``duration`` seconds pass; always stops cleanly.
         Raises the first source/sink error."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        if on_started is not None:
+            on_started()
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while True:

@@ -14,8 +14,9 @@ look-ahead is ``config.lookahead_samples`` (GRID: 4000 samples, 80 ms). ``lookah
 lower it to trade quality for latency: audio later than that point is treated as silence
 (always, so results never depend on timing).
 
-Real-time mode (``realtime=True``) follows a schedule anchored when the session opens:
-frame ``i`` is due at ``t0 + ((i+1)*stride + lookahead) / rate``.
+Real-time mode (``realtime=True``) follows a schedule anchored when the session opens (or
+at the first audio, if that comes before any frame was made): frame ``i`` is due at
+``t0 + ((i+1)*stride + lookahead) / rate``. Before any audio the face idles on silence.
 
 - Pacing: a ready frame is not emitted before it is due (pushed-ahead audio plays at 1x).
 - Stall: when a frame's audio is overdue by more than ``grace_ms``, the missing samples are
@@ -145,7 +146,12 @@ class AvatarSession:
                 raise AudioDecodeError(f"push_audio needs a numpy array of samples, not {type(pcm).__name__}")
         with self._lock:
             samples = self._resampler.process(pcm, rate)
-            self._write(samples, self.clock.now())
+            now = self.clock.now()
+            if self._ring.total == self._ring.pad_left and self.frames_emitted == 0 and samples.size:
+                # the schedule starts with the first audio (as if it had been recorded live,
+                # at most one frame back), not at open
+                self._t0 = now - min(samples.size, self.config.stride) / self.config.audio_rate
+            self._write(samples, now)
         self.worker.notify()
 
     def end_audio(self) -> None:

@@ -159,7 +159,7 @@ class MicrophoneSource:
             available = "; ".join(list_input_devices()) or "none"
             raise DeviceError(
                 f"no usable microphone{'' if device is None else f' {device!r}'} ({exc}). Input devices: "
-                f"{available}. Connect a microphone, choose one with --device, or use --audio FILE."
+                f"{available}. Connect a microphone, choose an input device (CLI: --mic-device), or use an audio file."
             ) from None
         self.device = device
         self.device_name = str(info["name"])

@@ -69,6 +69,10 @@ class PreviewSink(Sink):
     def open(self, session: "AvatarSession") -> None:
         import cv2
 
+        fonts, current = "/usr/share/fonts/truetype/dejavu", os.environ.get("QT_QPA_FONTDIR", "")
+        if not os.path.isdir(current) and os.path.isdir(fonts):
+            os.environ["QT_QPA_FONTDIR"] = fonts  # OpenCV's Qt ships no fonts: quiets its warnings
+
         cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
         if self.sound:
             self._open_sound()
@@ -120,5 +124,6 @@ class PreviewSink(Sink):
                 self._out.close()
             finally:
                 self._out = None
-        cv2.destroyWindow(self.title)
-        cv2.waitKey(1)
+        cv2.destroyAllWindows()
+        for _ in range(3):
+            cv2.waitKey(1)

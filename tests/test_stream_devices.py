@@ -1,0 +1,159 @@
+"""Real devices: the microphone path through a real PortAudio stream on the ALSA null device,
+and the preview window under Xvfb (screenshot compared with the expected frames). Both run
+in subprocesses with HOME set to a temporary directory (its .asoundrc makes the ALSA default
+device a null device); the user's own files are never touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime_sda.audio import audio_windows, load_audio
+from realtime_sda.face import prepare_still
+from realtime_sda.image import frames_to_uint8
+from realtime_sda.loading import load_model
+from realtime_sda.noise import NoiseSource
+
+from test_stream_pipeline import write_wav
+
+ASOUNDRC = "pcm.!default {\n  type null\n}\nctl.!default {\n  type hw\n  card 0\n}\n"
+
+
+@pytest.fixture()
+def null_audio_home(tmp_path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text(ASOUNDRC)
+    env = dict(os.environ, HOME=str(home), PYTHONUNBUFFERED="1")
+    env.pop("DISPLAY", None)
+    return env
+
+
+MIC_SCRIPT = r"""
+import asyncio, json, sys, threading, torch
+from realtime_sda.loading import load_model
+from realtime_sda.streaming import InferenceWorker, StreamPipeline, MicrophoneSource
+from realtime_sda.streaming.sinks import MemorySink
+from realtime_sda.errors import DeviceError
+
+async def main():
+    model = load_model(sys.argv[1])
+    h, w = model.config.img_size
+    before = set(threading.enumerate())
+    mic = MicrophoneSource(rate=44100)
+    try:
+        MicrophoneSource(device=99)
+        bad = None
+    except DeviceError as exc:
+        bad = str(exc)
+    worker = InferenceWorker(model)
+    await worker.start()
+    session = await worker.open_session(torch.zeros(1, 3, h, w), seed=0)
+    sink = MemorySink()
+    snap = await StreamPipeline(session, mic, [sink]).run(duration=1.5)
+    await worker.stop()
+    alive = [t.name for t in set(threading.enumerate()) - before]
+    print(json.dumps({"frames": snap.frames, "blocks": mic.blocks_read, "device": mic.device_name,
+                      "rate": mic.rate, "bad": bad, "alive": alive,
+                      "audio_rate": sink.frames[0].audio_rate if sink.frames else None}))
+
+asyncio.run(main())
+"""
+
+
+def test_microphone_through_portaudio_null_device(tiny_checkpoint, null_audio_home) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", MIC_SCRIPT, str(tiny_checkpoint)],
+        env=null_audio_home, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["blocks"] > 0 and out["rate"] == 44100 and out["device"] == "default"
+    assert out["frames"] >= 20  # ~25 fps for 1.5 s after the first audio
+    assert out["audio_rate"] == 16000  # resampled from 44.1 kHz to the model rate
+    assert "no usable microphone 99" in out["bad"] and "Input devices: 0: default" in out["bad"]
+    assert out["alive"] == []  # PortAudio stream, worker and sink threads all gone
+
+
+def _free_display() -> int:
+    for n in range(90, 200):
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture()
+def xvfb():
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    n = _free_display()
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if Path(f"/tmp/.X11-unix/X{n}").exists():
+                break
+            time.sleep(0.05)
+        yield f":{n}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_preview_window_shows_the_face_under_xvfb(tiny_checkpoint, null_audio_home, xvfb, tmp_path) -> None:
+    import cv2
+    from PIL import Image, ImageGrab
+
+    model = load_model(tiny_checkpoint)
+    cfg = model.config
+    avatar = tmp_path / "avatar.png"
+    Image.fromarray((np.random.default_rng(0).random((*cfg.img_size, 3)) * 255).astype(np.uint8)).save(avatar)
+    wav = write_wav(tmp_path / "speech.wav", cfg.audio_rate, 4.0)
+    still = prepare_still(avatar, cfg, aligned=True)
+    windows = audio_windows(load_audio(wav, None, cfg.audio_rate), cfg)
+    noise = NoiseSource(cfg.aux_latent, 5).next(windows.shape[0])
+    expected = frames_to_uint8(model.generate(still, windows[None], noise[None], chunk_frames=1)[0].permute(0, 2, 3, 1))
+    scale = 4
+    templates = [np.repeat(np.repeat(f, scale, 0), scale, 1) for f in expected]
+
+    env = dict(null_audio_home, DISPLAY=xvfb)
+    cmd = [sys.executable, "-m", "realtime_sda", "preview", "--audio", str(wav), "--avatar", str(avatar),
+           "--aligned", "--model", str(tiny_checkpoint), "--seed", "5", "--scale", str(scale), "--grace-ms", "2000"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    best, shots = (np.inf, -1), 0
+    try:
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline and best[0] > 0:
+            time.sleep(0.2)
+            shot = np.asarray(ImageGrab.grab(xdisplay=xvfb).convert("RGB"))
+            shots += 1
+            # the window region must equal one of the expected frames exactly (nearest scaling)
+            for k in range(0, len(templates)):
+                res = cv2.matchTemplate(shot, templates[k], cv2.TM_SQDIFF)
+                lo = float(res.min()) / templates[k].size
+                if lo < best[0]:
+                    best = (lo, k)
+                    loc = np.unravel_index(np.argmin(res), res.shape)
+                    status = shot[loc[0] + templates[k].shape[0] : loc[0] + templates[k].shape[0] + 20, loc[1] : loc[1] + 150]
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert "frames" in out and "latency p50" in out
+    assert best[0] == 0.0, f"no screenshot of {shots} showed an expected frame exactly (best {best})"
+    assert (status > 200).any()  # the overlay text under the face
