@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import require
 
-__all__ = ["SignalTrack", "Received", "LoopbackViewer"]
+__all__ = ["SignalTrack", "Received", "LoopbackViewer", "audio_responsive_model"]
 
 RATE = 48000
 PTIME = 960
@@ -72,11 +72,15 @@ class Received:
     data: list[np.ndarray] = field(default_factory=list)
     reports: list[tuple[float, int]] = field(default_factory=list)  # (sender NTP seconds, RTP ts)
 
-    def sender_time(self, rtp_ts: int, clock: int) -> float:
-        """Sender wall time (NTP seconds) of an RTP timestamp, from the latest sender report."""
-        if not self.reports:
-            raise RuntimeError("no RTCP sender report received yet")
+    mapper: Any = None  # aiortc's receiver maps RTP timestamps to pts from 0; its origin
+
+    def sender_time(self, pts: int, clock: int) -> float:
+        """Sender wall time (NTP seconds) of a received frame's pts, from the latest sender
+        report (pts + the receiver's timestamp origin = the RTP timestamp)."""
+        if not self.reports or self.mapper is None or self.mapper._origin is None:
+            raise RuntimeError("no RTCP sender report or RTP timestamp origin yet")
         ntp, ref = self.reports[-1]
+        rtp_ts = (self.mapper._origin + pts) % 2**32
         delta = (rtp_ts - ref + 2**31) % 2**32 - 2**31
         return ntp + delta / clock
 
@@ -153,6 +157,7 @@ class LoopbackViewer:
         """Record RTCP sender reports (NTP time <-> RTP timestamp) as they arrive."""
         rtcp = require("aiortc.rtp", "server", "The loopback client")
         original = receiver._handle_rtcp_packet
+        rec.mapper = receiver._RTCRtpReceiver__timestamp_mapper  # RTP timestamp -> pts origin
 
         async def handle(packet: Any) -> None:
             if isinstance(packet, rtcp.RtcpSrPacket):
@@ -202,3 +207,32 @@ class LoopbackViewer:
             await asyncio.wait_for(self.pc.close(), 5)
         if self.ws is not None:
             await self.ws.close()
+
+
+def audio_responsive_model(config: Any = None, seed: int = 1) -> Any:
+    """A random-weight model (real layout and engine) whose frames visibly follow the audio.
+
+    Random weights damp the audio path about 10x per layer, so a random model's picture does
+    not move with sound; latency and lip-sync measurements need it to. This one has
+    deterministic noise (noise GRU zeroed), stronger BatchNorm gains in the audio encoder and
+    a louder content path in the generator: silence gives a still picture and speech changes
+    it from the first frame whose window hears it.
+    """
+    import torch
+
+    from ..testing import random_model, tiny_config
+
+    model = random_model(config or tiny_config(), seed=seed)
+    cfg = model.config
+    with torch.no_grad():
+        for p in model.generator.rnn_noise.parameters():
+            p.zero_()
+        for mod in model.encoder.encoder.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.weight.mul_(5.0)
+                mod.bias.zero_()
+        model.encoder.rnn.weight_ih_l0.mul_(3.0)
+        model.generator.dcl[0][0].weight[: cfg.rnn_gen_dim].mul_(100.0)
+        for block in model.generator.dcl[1:5]:
+            block.dcl1.weight[: block.dcl1.weight.shape[0] // 2].mul_(10.0)
+    return model.eval()

@@ -1,0 +1,101 @@
+"""End to end over real WebRTC on loopback: an in-process aiortc peer sends speech as its
+microphone to the avatar server and receives the avatar's video and audio."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("aiortc")
+
+from realtime_sda.server import AvatarServer, ServerConfig  # noqa: E402
+from realtime_sda.server.loopback_client import LoopbackViewer, audio_responsive_model  # noqa: E402
+
+
+def _candidates(sdp: str) -> list[str]:
+    return [line for line in sdp.splitlines() if line.startswith("a=candidate:")]
+
+
+def _burst_signal(seconds: float, start: float, length: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sig = np.zeros(int(48000 * seconds), np.float32)
+    a, b = int(48000 * start), int(48000 * (start + length))
+    sig[a:b] = 0.5 * rng.standard_normal(b - a)
+    return sig
+
+
+def _audio_onset(rec, clock: int = 48000, level: float = 0.1) -> float:
+    """Sender time (NTP s) of the first received audio sample above ``level``."""
+    for rtp, pcm in zip(rec.rtp, rec.data):
+        hits = np.flatnonzero(np.abs(pcm) > level)
+        if hits.size:
+            return rec.sender_time(rtp + int(hits[0]), clock)
+    raise AssertionError("no loud audio came back")
+
+
+def _video_onset(rec, burst_sent: float, level: float = 3.0) -> float:
+    """Sender time of the first frame after ``burst_sent`` (monotonic) that differs from the
+    still picture before it; the second before the burst must be still."""
+    imgs = np.stack(rec.data).astype(np.float32)
+    diff = np.abs(imgs[1:] - imgs[:-1]).mean(axis=(1, 2, 3))
+    times = np.asarray(rec.times[1:])
+    quiet = diff[(times > burst_sent - 1.0) & (times < burst_sent)]
+    assert quiet.size > 15 and quiet.max() < 1.0, f"the picture moves during silence: {np.round(quiet, 1)}"
+    hits = np.flatnonzero((times > burst_sent) & (diff > level))
+    assert hits.size, f"the picture never reacted to the speech (max change {diff.max():.2f})"
+    return rec.sender_time(rec.rtp[int(hits[0]) + 1], 90000)
+
+
+BURST_AT = 3.0  # s into the microphone signal (after the start-up transients)
+
+
+def test_mic_to_avatar_over_webrtc():
+    """Frame rate, frame size, one MediaStream, loopback-only SDP, and lip sync: the audio
+    and the video of the same speech carry timestamps that agree within one frame period."""
+    model = audio_responsive_model()
+    cfg = model.config
+    h, w = cfg.img_size
+    still = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    period = 1.0 / cfg.video_rate
+    lookahead = cfg.lookahead_samples / cfg.audio_rate
+    stride = cfg.stride / cfg.audio_rate
+
+    async def main():
+        async with AvatarServer(model, ServerConfig(port=0), still) as srv:
+            signal = _burst_signal(5.0, start=BURST_AT, length=0.6)
+            async with LoopbackViewer(f"ws://127.0.0.1:{srv.port}/ws", signal=signal) as viewer:
+                await viewer.wait_frames(110, timeout=40)
+                offer_sdp = viewer.pc.localDescription.sdp
+                return viewer, offer_sdp
+
+    viewer, offer_sdp = asyncio.run(main())
+    answer = viewer.answer_sdp
+    # loopback only, both ways
+    for sdp in (offer_sdp, answer):
+        cands = _candidates(sdp)
+        assert cands and all(" 127.0.0.1 " in c for c in cands), cands
+    # one MediaStream: both m-sections carry the same stream id
+    streams = {m.split()[0] for m in re.findall(r"^a=msid:(.+)$", answer, re.M)}
+    assert len(re.findall(r"^a=msid:", answer, re.M)) == 2 and len(streams) == 1, streams
+    # frames of the model's size at the model's rate (arrival times, last 75 frames)
+    assert viewer.video.data[-1].shape == (h, w, 3)
+    t = viewer.video.times[-76:]
+    fps = 75 / (t[-1] - t[0])
+    assert abs(fps - cfg.video_rate) <= 0.05 * cfg.video_rate, fps
+    # RTP timestamps advance by exactly one frame period per frame (master clock)
+    steps = np.diff(viewer.video.rtp[-76:]) % 2**32
+    assert np.all(steps % round(90000 * period) == 0) and np.median(steps) == round(90000 * period), steps
+    # audio is gap-free: consecutive 20 ms frames, 960 ticks apart
+    asteps = np.diff(viewer.audio.rtp) % 2**32
+    assert np.all(asteps == 960), np.unique(asteps)
+    # lip sync: the first frame whose window hears the burst leads the burst's own audio by
+    # the look-ahead plus up to one stride (window geometry); timestamps must agree with it
+    burst_sent = viewer.mic.sent_at[int(BURST_AT * 50)]
+    lead = _audio_onset(viewer.audio) - _video_onset(viewer.video, burst_sent)
+    expected = lookahead + stride / 2
+    print(f"fps {fps:.2f}, video leads audio by {1000 * lead:.1f} ms (expected {1000 * expected:.0f} +- {1000 * stride / 2:.0f})")
+    assert abs(lead - expected) <= period, (lead, expected)
