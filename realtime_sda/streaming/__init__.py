@@ -21,6 +21,7 @@ _EXPORTS = {
     "WorkerNotRunningError": "worker",
     "AvatarSession": "session",
     "SessionClosedError": "session",
+    "StreamOptionError": "session",
     "VideoFrame": "frames",
     "AudioRingBuffer": "ringbuffer",
     "StreamResampler": "resample",

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from ..config import SDAConfig
-from ..errors import AudioDecodeError
+from ..errors import AudioDecodeError, RealtimeSDAError
 from ..noise import NoiseSource
 from ..state import StreamState
 from .clock import Clock
@@ -59,7 +59,7 @@ from .stats import StreamStats
 if TYPE_CHECKING:
     from .worker import InferenceWorker
 
-__all__ = ["AvatarSession", "SessionClosedError"]
+__all__ = ["AvatarSession", "SessionClosedError", "StreamOptionError"]
 
 _ids = itertools.count(1)
 _EPS = 1e-9  # seconds: float tolerance of schedule comparisons
@@ -67,6 +67,10 @@ _EPS = 1e-9  # seconds: float tolerance of schedule comparisons
 
 class SessionClosedError(AudioDecodeError):
     """Audio was pushed to a session that is closed or whose audio has ended."""
+
+
+class StreamOptionError(RealtimeSDAError, ValueError):
+    """A session option (look-ahead, grace, backlog, buffer size) is out of range."""
 
 
 class AvatarSession:
@@ -96,11 +100,16 @@ class AvatarSession:
         floor = config.lookahead_samples
         look = floor if lookahead_ms is None else int(round(float(lookahead_ms) * rate / 1000.0))
         if not 0 <= look <= floor:
-            raise ValueError(
+            raise StreamOptionError(
                 f"lookahead_ms must be between 0 and the model's own look-ahead "
                 f"{1000.0 * floor / rate:g} ms, got {lookahead_ms}"
             )
         self.lookahead_samples = look
+        if grace_ms < 0 or buffer_s <= 0 or (max_backlog_ms is not None and max_backlog_ms < 0):
+            raise StreamOptionError(
+                f"grace_ms ({grace_ms}) and max_backlog_ms ({max_backlog_ms}) must be >= 0 and "
+                f"buffer_s ({buffer_s}) > 0"
+            )
         self.grace_s = max(float(grace_ms), 0.0) / 1000.0
         self.max_backlog_frames = (
             None if max_backlog_ms is None else max(0, math.ceil(float(max_backlog_ms) * rate / 1000.0 / stride))
