@@ -110,8 +110,8 @@ def to_model_input(rgb: np.ndarray) -> torch.Tensor:
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     """Frames in [-1, 1] (any shape) -> uint8 ``round(127.5 * (x + 1))`` clipped, as numpy."""
-    x = frames.detach().to("cpu", torch.float32)
-    return x.add(1.0).mul_(127.5).round_().clamp_(0.0, 255.0).to(torch.uint8).numpy()
+    x = frames.detach().to(torch.float32)  # converted where it is (a GPU sends 4x fewer bytes)
+    return x.add(1.0).mul_(127.5).round_().clamp_(0.0, 255.0).to(torch.uint8).cpu().numpy()
 
 
 def original_scale(frames: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -72,7 +72,6 @@ class VideoWriter:
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
             raise RealtimeSDAError(f"'{self.path}': give an output file ending in .mp4")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.src_size = (int(frame_size[0]), int(frame_size[1]))
         self.size = even_size(*self.src_size, scale)
         self.rate = Fraction(video_rate).limit_denominator(1001)
@@ -81,7 +80,11 @@ class VideoWriter:
             if audio_rate is None:
                 raise RealtimeSDAError("audio_rate is needed to write an audio track")
             self._audio = resample(to_float_mono(audio), int(audio_rate), AAC_RATE)
-        self._container = av.open(str(self.path), mode="w")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), mode="w")
+        except (OSError, av.FFmpegError) as exc:
+            raise RealtimeSDAError(f"cannot write '{self.path}': {exc}") from None
         try:
             self._video = self._container.add_stream("libx264", rate=self.rate)
             self._video.height, self._video.width = self.size

@@ -113,6 +113,10 @@ def test_bad_inputs(tmp_path):
         save_video(np.zeros((2, 8, 8), np.uint8), None, tmp_path / "out.mp4")
     with pytest.raises(RealtimeSDAError, match="no frames"):
         save_video(np.zeros((0, 3, 8, 8), np.uint8), None, tmp_path / "out.mp4")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(RealtimeSDAError, match="cannot write"):
+        save_video(_colour_video(2, 8, 8), None, blocker / "out.mp4")
     with VideoWriter(tmp_path / "w.mp4", 25, (8, 8)) as w:
         with pytest.raises(RealtimeSDAError, match="opened for"):
             w.write(np.zeros((1, 3, 16, 16), np.uint8))
