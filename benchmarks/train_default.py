@@ -73,8 +73,6 @@ def stage_export(work: Path, data: Path) -> None:
     from realtime_sda.training.dataset import read_index
     from realtime_sda.training.evaluate import evaluate_model
     from realtime_sda.training.loop import save_sample_grid
-    from realtime_sda.training.synth.animate import FaceAnimator
-    from realtime_sda.training.synth.faces import random_identity
 
     model = load_model(work / "run" / "last.pt")
     step = int(model.extra.get("step", 0))
@@ -87,15 +85,7 @@ def stage_export(work: Path, data: Path) -> None:
     model.save(dst, extra=extra, half=True)
     print(f"wrote {dst} ({dst.stat().st_size:,} bytes), step {step}")
 
-    # the avatar: the first held-out identity, neutral, rendered at 4x the model size
-    test_ids = sorted({c.identity for c in read_index(data, "test")})
-    who = int(test_ids[0][2:])
-    ident = random_identity(np.random.default_rng([CORPUS["seed"], 1, who]), who)
-    h, w = CORPUS["img_size"]
-    frame, _ = FaceAnimator(ident, (4 * h, 4 * w)).frame(0.0, 0.0, 0.0, np.array([0.0, 0.0, 0.0, 1.0]))
-    avatar = REPO / "realtime_sda" / "assets" / "avatar.png"
-    avatar.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(frame).save(avatar)
+    write_avatar(data)
 
     result = evaluate_model(dst, data, split="test")
     result["model"] = "models/default.pt"
@@ -115,6 +105,27 @@ def stage_export(work: Path, data: Path) -> None:
     shutil.copy(work / "run" / "metrics.jsonl", work / "metrics_copy.jsonl")
 
 
+def write_avatar(data: Path) -> Path:
+    """The avatar: a held-out identity (the first bald one, whose face the hair does not
+    cover; else the first), neutral, rendered at 4x the model size (dlib finds it)."""
+    from PIL import Image
+
+    from realtime_sda.training.dataset import read_index
+    from realtime_sda.training.synth.animate import FaceAnimator
+    from realtime_sda.training.synth.faces import random_identity
+
+    test_ids = sorted({int(c.identity[2:]) for c in read_index(data, "test")})
+    people = [random_identity(np.random.default_rng([CORPUS["seed"], 1, who]), who) for who in test_ids]
+    ident = next((p for p in people if p.hair_style == "bald"), people[0])
+    h, w = CORPUS["img_size"]
+    frame, _ = FaceAnimator(ident, (4 * h, 4 * w)).frame(0.0, 0.0, 0.0, np.array([0.0, 0.0, 0.0, 1.0]))
+    avatar = REPO / "realtime_sda" / "assets" / "avatar.png"
+    avatar.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(frame).save(avatar)
+    print(f"wrote {avatar} (identity {ident.index})")
+    return avatar
+
+
 def _segments(log: list[dict]) -> list[float]:
     """Wall time of each resumed segment of the run (``time`` restarts at each resume)."""
     seg, last = [], 0.0
@@ -127,7 +138,7 @@ def _segments(log: list[dict]) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["corpus", "train", "export", "all"])
+    ap.add_argument("stage", choices=["corpus", "train", "avatar", "export", "all"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/sda_default"))
     ap.add_argument("--minutes", type=float, default=45.0, help="training wall-time budget of this run")
     args = ap.parse_args()
@@ -136,6 +147,8 @@ def main() -> None:
     data = stage_corpus(args.work) if args.stage in ("corpus", "all") else args.work / "corpus"
     if args.stage in ("train", "all"):
         stage_train(args.work, args.minutes, data)
+    if args.stage == "avatar":
+        write_avatar(data)
     if args.stage in ("export", "all"):
         stage_export(args.work, data)
     print(f"done in {time.time() - t0:.0f} s")
