@@ -82,6 +82,11 @@ def test_training_lowers_l1_writes_loadable_checkpoint_and_resumes(corpus, tmp_p
     frames = model.generate(torch.zeros(1, 3, 64, 48), torch.zeros(1, 4, 3200), torch.zeros(1, 4, 6))
     assert frames.shape == (1, 4, 3, 64, 48)
     assert (tmp_path / "run" / "samples" / "step_000040.png").is_file()
+    import av
+
+    with av.open(str(tmp_path / "run" / "samples" / "step_000040.mp4")) as box:
+        assert box.streams.video[0].codec_context.width == 2 * 2 * 48  # real | generated, x2
+        assert box.streams.audio  # the clip's speech rides along
     # resume: the same out dir continues from step 40 with the saved optimizer and RNG state
     state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
     assert state["step"] == 40

@@ -37,6 +37,7 @@ class TrainConfig:
     w_sync: float = 0.8
     w_seq: float = 0.2
     w_l1: float = 600.0
+    w_l1_face: float = 0.0  # L1 over the whole frame (not in the paper; helps short runs)
     lr_gen: float = 1e-4
     lr_frame: float = 1e-4
     lr_seq: float = 1e-5

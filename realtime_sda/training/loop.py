@@ -7,7 +7,8 @@ Files in the output directory:
   with ``train_config`` (plain dict) and ``step`` as extra keys;
 - ``train_state.pt``: discriminators, optimizers, step and random states, for resuming;
 - ``metrics.jsonl``: one line of losses per ``log_every`` steps;
-- ``samples/step_NNNNNN.png``: real frames (top) over generated frames (bottom).
+- ``samples/step_NNNNNN.png``: real frames (top) over generated frames (bottom), and
+  ``samples/step_NNNNNN.mp4``: real | generated with the clip's audio.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def save_sample_grid(model: SDAModel, data: str | os.PathLike[str], clip_id: str, path: Path,
-                     columns: int = 8, seed: int = 0) -> np.ndarray:
+                     columns: int = 8, seed: int = 0, video: Path | None = None) -> np.ndarray:
     """Generate a whole clip from its first frame and write real (top) over generated
-    (bottom) frames, ``columns`` evenly spaced ones, as a PNG. Returns the grid."""
+    (bottom) frames, ``columns`` evenly spaced ones, as a PNG; with ``video``, also an MP4 of
+    real | generated side by side with the clip's audio. Returns the grid."""
     from PIL import Image
 
     from ..noise import NoiseSource
@@ -83,6 +85,12 @@ def save_sample_grid(model: SDAModel, data: str | os.PathLike[str], clip_id: str
     grid = np.concatenate([np.concatenate(list(frames[pick]), axis=1), np.concatenate(list(fake[pick]), axis=1)], axis=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
+    if video is not None:
+        from ..video_io import save_video
+
+        pair = np.concatenate([frames, fake], axis=2).transpose(0, 3, 1, 2)
+        pcm = (np.clip(np.asarray(clip["audio"]), -1, 1) * 32767).astype(np.int16)[:, None]
+        save_video(pair, pcm, video, scale=2.0, video_rate=float(cfg.video_rate), audio_rate=cfg.audio_rate)
     model.train(was_training)
     return grid
 
@@ -159,7 +167,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     if (out / "last.pt").is_file() and (out / "train_state.pt").is_file():
         step = _resume(out, model, d, opts, gen, ds)
     sample_clip = ds.clips[0].id
-    weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1}
+    weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1, "l1_face": cfg.w_l1_face}
     started = time.monotonic()
     log = (out / "metrics.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress, desc="train", unit="step")
@@ -203,7 +211,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
                 bar.set_postfix(l1=f"{row['l1']:.4f}", d_frame=f"{row['d_frame']:.3f}")
             out_of_time = cfg.max_minutes > 0 and time.monotonic() - started > cfg.max_minutes * 60
             if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-                save_sample_grid(model, cfg.data, sample_clip, out / "samples" / f"step_{step:06d}.png")
+                png = out / "samples" / f"step_{step:06d}.png"
+                save_sample_grid(model, cfg.data, sample_clip, png, video=png.with_suffix(".mp4"))
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
                 _save(out, cfg, model, d, opts, step, gen, ds)
             if out_of_time:

@@ -82,11 +82,14 @@ def discriminator_losses(d: Discriminators, still: torch.Tensor, real: torch.Ten
 
 def generator_losses(d: Discriminators, still: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
                      windows: torch.Tensor, s: SyncSlices) -> dict[str, torch.Tensor]:
-    """The generator's terms, unweighted: it wants every discriminator to say "real"."""
+    """The generator's terms, unweighted: it wants every discriminator to say "real". Besides
+    the paper's lower-face L1, ``l1_face`` is the L1 over the whole frame (weight 0 by default;
+    a short training run needs it to learn the upper face from the skips quickly)."""
     t = real.shape[1]
     return {
         "g_frame": bce(d.frame(_still_per_frame(still, t), fake.flatten(0, 1)), True),
         "g_seq": bce(d.seq(fake, windows), True),
         "g_sync": bce(d.sync(*_sync_inputs(fake, windows, s, s.a)), True),
         "l1": l1_lower_face(fake, real),
+        "l1_face": (fake.float() - real.float()).abs().mean(),
     }
