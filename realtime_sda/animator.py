@@ -12,6 +12,7 @@ a live stream.
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .audio import audio_windows, load_audio, to_int16
+from .audio import load_audio, to_int16, window_segments
 from .face import prepare_still
 from .image import frames_to_uint8
 from .loading import load_model, resolve_device
@@ -84,12 +85,25 @@ class VideoAnimator:
         """
         cfg = self.config
         signal = load_audio(audio, fs, cfg.audio_rate)
-        windows = audio_windows(signal, cfg)  # a strided view: no per-frame copy
+        segments = deque(window_segments(signal, cfg))  # strided views: no per-frame copy
         still = prepare_still(img, cfg, aligned=aligned)
-        t = windows.shape[0]
-        noise = NoiseSource(cfg.aux_latent, seed).next(t)
-        chunks = self.model.iter_generate(still, windows[None], noise[None], self.chunk_frames)
-        return Animation(t, to_int16(signal), chunks)
+        total = sum(len(seg) for seg in segments)
+        return Animation(total, to_int16(signal), self._generate(still, segments, seed))
+
+    def _generate(
+        self, still: torch.Tensor, segments: "deque[torch.Tensor]", seed: int | None
+    ) -> Iterator[torch.Tensor]:
+        """Frames (1, t, 3, H, W) chunk by chunk through the step protocol, carrying the state;
+        each audio segment is dropped once its frames are made, so memory stays flat."""
+        model = self.model
+        state = model.init_state(still.to(model.device))
+        noise = NoiseSource(self.config.aux_latent, seed)  # same values however it is chunked
+        while segments:
+            windows = segments.popleft()
+            for start in range(0, len(windows), self.chunk_frames):
+                block = windows[start : start + self.chunk_frames]
+                frames, state = model.forward_chunk(state, block[None], noise.next(len(block))[None])
+                yield frames
 
     def __call__(
         self,

@@ -35,6 +35,7 @@ __all__ = [
     "load_audio",
     "pad_signal",
     "audio_windows",
+    "window_segments",
     "cut_audio_sequence",
     "to_int16",
 ]
@@ -163,12 +164,8 @@ def pad_signal(signal: np.ndarray | torch.Tensor, pad_left: int, pad_right: int)
     return out
 
 
-def audio_windows(signal: np.ndarray | torch.Tensor, config: "SDAConfig") -> torch.Tensor:
-    """Mono signal at ``config.audio_rate`` -> (T, audio_feat_samples) windows, a strided view.
-
-    Frame i sees samples ``i*stride - pad_left`` to ``i*stride - pad_left + feat``.
-    Raises :class:`AudioDecodeError` if the audio is shorter than one video frame.
-    """
+def _frame_count(signal: np.ndarray | torch.Tensor, config: "SDAConfig") -> int:
+    """Video frames the signal makes; :class:`AudioDecodeError` if it makes none."""
     n = int(signal.shape[0]) if signal.ndim else 0
     t = config.num_frames(n)
     if t <= 0:
@@ -176,8 +173,43 @@ def audio_windows(signal: np.ndarray | torch.Tensor, config: "SDAConfig") -> tor
             f"the audio is too short: {n} samples at {config.audio_rate} Hz make no video frame; "
             f"give at least {config.stride} samples ({1000 / float(config.video_rate):.0f} ms)."
         )
+    return t
+
+
+def audio_windows(signal: np.ndarray | torch.Tensor, config: "SDAConfig") -> torch.Tensor:
+    """Mono signal at ``config.audio_rate`` -> (T, audio_feat_samples) windows, a strided view.
+
+    Frame i sees samples ``i*stride - pad_left`` to ``i*stride - pad_left + feat``.
+    Raises :class:`AudioDecodeError` if the audio is shorter than one video frame.
+    """
+    t = _frame_count(signal, config)
     padded = pad_signal(signal, config.pad_left, config.pad_right)
     return padded.unfold(0, config.audio_feat_samples, config.stride)[:t]
+
+
+def window_segments(
+    signal: np.ndarray | torch.Tensor, config: "SDAConfig", frames_per_segment: int = 1024
+) -> list[torch.Tensor]:
+    """The windows of :func:`audio_windows`, as consecutive (t_j, feat) strided views over
+    separate padded buffers of ``frames_per_segment`` frames each (GRID: 41 s, 8 MB).
+
+    A consumer that drops each segment after use frees the audio as the video grows, so a
+    long clip never holds the whole padded signal and the whole video at once.
+    """
+    total = _frame_count(signal, config)
+    n = int(signal.shape[0])
+    sig = torch.as_tensor(signal).reshape(-1)
+    stride, feat, left = config.stride, config.audio_feat_samples, config.pad_left
+    out = []
+    for start in range(0, total, frames_per_segment):
+        stop = min(start + frames_per_segment, total)
+        lo = start * stride - left
+        hi = (stop - 1) * stride - left + feat
+        buf = torch.zeros(hi - lo, dtype=torch.float32)
+        a, b = max(lo, 0), min(hi, n)
+        buf[a - lo : b - lo] = sig[a:b]
+        out.append(buf.unfold(0, feat, stride))
+    return out
 
 
 def cut_audio_sequence(

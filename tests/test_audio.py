@@ -17,6 +17,7 @@ from realtime_sda.audio import (
     load_audio,
     to_float_mono,
     to_int16,
+    window_segments,
 )
 from realtime_sda.errors import AudioDecodeError, RealtimeSDAError
 from realtime_sda.noise import NoiseSource
@@ -253,3 +254,17 @@ def test_batch_and_frame_by_frame_generation_match(tiny_model):
     # And the noise source gives the same values however it is chunked.
     src = NoiseSource(cfg.aux_latent, seed=5)
     assert torch.equal(torch.cat([src.next(5), src.next(7)])[None], noise)
+
+
+@pytest.mark.parametrize("n,per_segment", [(2000, 1), (5999, 2), (150000, 7), (150000, 1024), (777777, 100)])
+def test_window_segments_are_the_windows_in_pieces(n, per_segment):
+    cfg = grid_config()
+    signal = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    segments = window_segments(signal, cfg, per_segment)
+    assert all(len(s) <= per_segment for s in segments)
+    assert torch.equal(torch.cat(segments), audio_windows(signal, cfg))
+    # Each segment is a view over its own small buffer (dropping it frees that audio).
+    for seg in segments:
+        assert seg.untyped_storage().nbytes() == 4 * ((len(seg) - 1) * cfg.stride + cfg.audio_feat_samples)
+    with pytest.raises(AudioDecodeError, match="too short"):
+        window_segments(signal[: cfg.stride - 1], cfg)
