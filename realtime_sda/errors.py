@@ -14,6 +14,8 @@ __all__ = [
     "ImageDecodeError",
     "MissingDependencyError",
     "DeviceError",
+    "DatasetFormatError",
+    "TrainConfigError",
 ]
 
 
@@ -56,6 +58,14 @@ class MissingDependencyError(RealtimeSDAError, ImportError):
 class DeviceError(RealtimeSDAError):
     """An audio or video device (microphone, speaker, virtual camera, display) is missing or
     cannot be opened; the message names what to install or which device to choose."""
+
+
+class DatasetFormatError(RealtimeSDAError):
+    """A training dataset folder is missing files or does not match the model's config."""
+
+
+class TrainConfigError(RealtimeSDAError):
+    """A training config is unreadable or has unknown or invalid values."""
 
 
 def require(module: str, extra: str, purpose: str):

@@ -100,8 +100,10 @@ def test_config_errors_are_clear(corpus, tmp_path, capsys):
     with pytest.raises(TrainConfigError, match="unknown training setting"):
         TrainConfig.from_dict({"data": "x", "learning_rate": 1})
     with pytest.raises(TrainConfigError, match="unknown model setting"):
-        _config(corpus, tmp_path).model_config(np.zeros((68, 2))) if False else TrainConfig.from_dict(
-            {"model": {"size": 3}}).model_config(np.zeros((68, 2)))
+        TrainConfig.from_dict({"model": {"size": 3}}).model_config(np.zeros((68, 2)))
+    with pytest.raises(TrainConfigError, match="'steps' must be int"):
+        TrainConfig.from_dict({"steps": "many"})
+    assert TrainConfig.from_dict({"lr_gen": 1}).lr_gen == 1.0
     with pytest.raises(TrainConfigError, match="batch_size"):
         _config(corpus, tmp_path, batch_size=1)
     with pytest.raises(DatasetFormatError, match="img_size"):

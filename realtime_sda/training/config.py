@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SDAConfig
-from ..errors import RealtimeSDAError
+from ..errors import TrainConfigError
 
 __all__ = ["TrainConfigError", "TrainConfig", "MODEL_FIELDS"]
 
@@ -18,10 +18,6 @@ MODEL_FIELDS = (
     "img_size", "audio_rate", "video_rate", "audio_feat_len", "audio_feat_samples", "id_enc_dim",
     "rnn_gen_dim", "aud_enc_dim", "aux_latent", "sequential_noise", "width",
 )
-
-
-class TrainConfigError(RealtimeSDAError):
-    """A training config file is unreadable or has unknown or invalid values."""
 
 
 @dataclass
@@ -82,6 +78,16 @@ class TrainConfig:
         if unknown:
             raise TrainConfigError(f"unknown training setting(s) {unknown}; allowed: {sorted(names)}")
         cfg = cls(**d)
+        for f in fields(cls):  # coerce numbers and flags to their field's type, or say which is wrong
+            default, value = getattr(cls(), f.name), getattr(cfg, f.name)
+            kind = type(default)
+            if kind in (int, float, bool, str) and not isinstance(value, kind):
+                ok = kind is float and isinstance(value, int) and not isinstance(value, bool)
+                if not ok:
+                    raise TrainConfigError(f"setting {f.name!r} must be {kind.__name__}, got {value!r}")
+                setattr(cfg, f.name, float(value))
+        if not isinstance(cfg.model, dict):
+            raise TrainConfigError(f"setting 'model' must be an object of SDAConfig fields, got {cfg.model!r}")
         cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
         if cfg.clip_frames < cfg.sync_frames + cfg.sync_frames // 2 + 1:
             raise TrainConfigError(

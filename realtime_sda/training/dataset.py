@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..errors import RealtimeSDAError
+from ..errors import DatasetFormatError
 
 __all__ = [
     "DatasetFormatError",
@@ -38,10 +38,6 @@ __all__ = [
 ]
 
 FORMAT = "realtime-sda-dataset"
-
-
-class DatasetFormatError(RealtimeSDAError):
-    """A dataset directory is missing files or does not match the model's config."""
 
 
 @dataclass

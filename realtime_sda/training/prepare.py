@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import RealtimeSDAError
 from .dataset import ClipInfo, DatasetWriter
 
-__all__ = ["VIDEO_EXTENSIONS", "PrepareSpec", "PrepareReport", "find_videos", "decode_video", "prepare_dataset"]
+__all__ = ["VIDEO_EXTENSIONS", "ClipSkipped", "PrepareSpec", "PrepareReport", "find_videos", "decode_video", "prepare_dataset"]
 
 VIDEO_EXTENSIONS = (".mpg", ".mpeg", ".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm")
 
