@@ -41,6 +41,8 @@ TRAIN = {
     "log_every": 10,
     "threads": 2,
     "lr_gen": 2e-4,
+    "lr_seq": 1e-4,
+    "lr_sync": 1e-4,
     "w_l1_face": 200.0,
     "disc_width": 0.25,
     "seed": 0,

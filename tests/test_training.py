@@ -90,7 +90,9 @@ def test_training_lowers_l1_writes_loadable_checkpoint_and_resumes(corpus, tmp_p
     # resume: the same out dir continues from step 40 with the saved optimizer and RNG state
     state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
     assert state["step"] == 40
-    train(_config(corpus, tmp_path / "run", steps=44), show_progress=False)
+    train(_config(corpus, tmp_path / "run", steps=44, lr_gen=5e-4), show_progress=False)
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert state["optimizers"]["gen"]["param_groups"][0]["lr"] == 5e-4  # the config sets the rate
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log[-4:]] == [41, 42, 43, 44]
     assert load_model(path).extra["step"] == 44

@@ -164,8 +164,12 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     step = 0
+    lrs = {"gen": cfg.lr_gen, "frame": cfg.lr_frame, "seq": cfg.lr_seq, "sync": cfg.lr_sync}
     if (out / "last.pt").is_file() and (out / "train_state.pt").is_file():
         step = _resume(out, model, d, opts, gen, ds)
+        for name, opt in opts.items():  # the config, not the saved state, sets the rates
+            for group in opt.param_groups:
+                group["lr"] = lrs[name]
     sample_clip = ds.clips[0].id
     weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1, "l1_face": cfg.w_l1_face}
     started = time.monotonic()
