@@ -19,6 +19,17 @@ from realtime_sda.streaming import AudioRingBuffer, InferenceWorker, VideoFrame
 from realtime_sda.streaming.queues import EndOfStream
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads of a busy
+    CPU make tiny steps 100x slower; results do not depend on it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
 def _still(model, seed: int) -> torch.Tensor:
     h, w = model.config.img_size
     g = torch.Generator().manual_seed(seed)

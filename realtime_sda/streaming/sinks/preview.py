@@ -73,7 +73,7 @@ class PreviewSink(Sink):
         if not os.path.isdir(current) and os.path.isdir(fonts):
             os.environ["QT_QPA_FONTDIR"] = fonts  # OpenCV's Qt ships no fonts: quiets its warnings
 
-        cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
+        cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar
         if self.sound:
             self._open_sound()
 
