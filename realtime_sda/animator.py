@@ -65,6 +65,8 @@ class VideoAnimator:
         device: str | torch.device | None = None,
         chunk_frames: int = 16,
     ) -> None:
+        if int(chunk_frames) < 1:
+            raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
         self.device = resolve_device(device, gpu)
         self.model = load_model(model_path, device=self.device)
         cfg = self.model.config

@@ -36,6 +36,7 @@ __all__ = [
     "pad_signal",
     "audio_windows",
     "window_segments",
+    "SEGMENT_BYTES",
     "cut_audio_sequence",
     "to_int16",
 ]
@@ -187,15 +188,23 @@ def audio_windows(signal: np.ndarray | torch.Tensor, config: "SDAConfig") -> tor
     return padded.unfold(0, config.audio_feat_samples, config.stride)[:t]
 
 
+#: Bytes of padded audio per window segment: above glibc's largest mmap threshold (32 MiB),
+#: so each segment buffer is its own mapping and goes back to the OS as soon as it is freed.
+SEGMENT_BYTES = 48 << 20
+
+
 def window_segments(
-    signal: np.ndarray | torch.Tensor, config: "SDAConfig", frames_per_segment: int = 1024
+    signal: np.ndarray | torch.Tensor, config: "SDAConfig", frames_per_segment: int | None = None
 ) -> list[torch.Tensor]:
     """The windows of :func:`audio_windows`, as consecutive (t_j, feat) strided views over
-    separate padded buffers of ``frames_per_segment`` frames each (GRID: 41 s, 8 MB).
+    separate padded buffers of ``frames_per_segment`` frames each (default: 48 MiB of audio,
+    GRID 6291 frames = 4.2 min).
 
     A consumer that drops each segment after use frees the audio as the video grows, so a
     long clip never holds the whole padded signal and the whole video at once.
     """
+    if frames_per_segment is None:
+        frames_per_segment = max(1, SEGMENT_BYTES // (4 * config.stride))
     total = _frame_count(signal, config)
     n = int(signal.shape[0])
     sig = torch.as_tensor(signal).reshape(-1)
@@ -238,5 +247,10 @@ def cut_audio_sequence(
 
 def to_int16(signal: np.ndarray) -> np.ndarray:
     """float mono in [-1, 1] -> int16 (n, 1), clipped, as the original returned its audio."""
-    scaled = np.clip(np.asarray(signal, dtype=np.float32), -1.0, 1.0) * 32767.0
-    return np.round(scaled).astype(np.int16).reshape(-1, 1)
+    signal = np.asarray(signal, dtype=np.float32).reshape(-1)
+    out = np.empty((len(signal), 1), dtype=np.int16)
+    block = 1 << 20  # in blocks: no full-length float temporaries for long clips
+    for start in range(0, len(signal), block):
+        part = np.clip(signal[start : start + block], -1.0, 1.0) * np.float32(32767.0)
+        out[start : start + block, 0] = np.round(part)
+    return out
