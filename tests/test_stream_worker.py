@@ -259,3 +259,29 @@ def test_stop_leaves_no_thread_or_task(tiny_model) -> None:
 
     asyncio.run(main())
     assert set(threading.enumerate()) == before_threads
+
+
+def test_reduced_lookahead_equals_offline_with_zeroed_tail(tiny_model) -> None:
+    """lookahead_ms trades quality for latency deterministically: audio past
+    (i+1)*stride + lookahead is silence in frame i's window, whatever the timing."""
+    cfg = tiny_model.config
+    still, audio = _still(tiny_model, 8), _audio(tiny_model, 0.8, 8)
+    look = int(0.025 * cfg.audio_rate)  # 25 ms instead of the model's 80 ms
+    windows = audio_windows(audio, cfg).clone()
+    windows[:, cfg.audio_feat_samples - (cfg.pad_right - look) :] = 0
+    noise = NoiseSource(cfg.aux_latent, 4).next(windows.shape[0])
+    ref = frames_to_uint8(tiny_model.generate(still, windows[None], noise[None], chunk_frames=1)[0].permute(0, 2, 3, 1))
+
+    async def main():
+        worker = InferenceWorker(tiny_model)
+        await worker.start()
+        try:
+            session = await worker.open_session(still, seed=4, lookahead_ms=25, realtime=False)
+            collector = asyncio.create_task(_collect(session), name="collect")
+            await _feed(session, audio, cfg.audio_rate, np.random.default_rng(3), 500)
+            return await asyncio.wait_for(collector, 30)
+        finally:
+            await worker.stop()
+
+    frames = asyncio.run(main())
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), ref)
