@@ -85,3 +85,10 @@ def test_unknown_voice_is_a_clear_error():
     with pytest.raises(RealtimeSDAError, match="espeak-ng failed"):
         speak("bin blue", Voice("xx-nonexistent+zz", 150, 50), 16000)
     assert json.dumps(Voice("en+m3", 150, 50).__dict__)
+
+
+def test_bad_synth_arguments_are_clear_errors(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "x"), "--clips", "0"]) == 1
+    assert "--clips must be at least 1" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "x"), "--clips", "1", "--img-size", "16x12"]) == 1
+    assert "too small" in capsys.readouterr().err

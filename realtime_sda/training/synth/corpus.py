@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ...errors import RealtimeSDAError
 from ..dataset import ClipInfo, DatasetWriter
 from .animate import FaceAnimator, blink_track, head_motion, mouth_tracks
 from .faces import Identity, canonical_landmarks, random_identity
@@ -67,6 +68,12 @@ def make_clip(
 def build_corpus(dst: str | os.PathLike[str], spec: CorpusSpec,
                  progress: Callable[[int, int], None] | None = None) -> Path:
     """Write ``spec.clips`` clips to ``dst`` in the dataset format; returns ``dst``."""
+    if spec.clips < 1:
+        raise RealtimeSDAError(f"--clips must be at least 1, got {spec.clips}")
+    if min(spec.img_size) < 24:
+        raise RealtimeSDAError(f"frames of {spec.img_size} are too small; use at least 32x24 (height x width)")
+    if not 0.0 <= spec.test_fraction < 1.0:
+        raise RealtimeSDAError(f"test fraction must be in [0, 1), got {spec.test_fraction}")
     n_id = spec.num_identities()
     n_test = int(round(n_id * spec.test_fraction)) if n_id > 1 else 0
     if spec.test_fraction > 0 and n_id > 1:
