@@ -130,7 +130,7 @@ class Client:
             await self.send(encode(
                 "stats", frames=peer.video.sent, dropped=peer.video.dropped_late + peer.sink.dropped_full,
                 audio_silent=peer.audio.silent, viewers=hub.viewers,
-                latency_ms=None if math.isnan(lat) else round(1000 * (lat + peer.sink.clock.margin_s + peer.sink.clock.shift), 1),
+                latency_ms=None if math.isnan(lat) else round(1000 * (lat + peer.sink.clock.delay_s), 1),
             ))
 
     async def close_media(self, timeout: float = 5.0) -> None:

@@ -55,7 +55,7 @@ class PeerSession:
         config = aiortc.RTCConfiguration(iceServers=[aiortc.RTCIceServer(urls=u) for u in ice_servers])
         self.pc = aiortc.RTCPeerConnection(configuration=config)
         self.name = name
-        self.sink = ViewerSink()
+        self.sink = ViewerSink(period_s=1.0 / video_rate)
         self.video, self.audio = make_tracks(self.sink, video_rate)
         self._mic_task: asyncio.Task[None] | None = None
         self.on_audio: Callable[[np.ndarray, int], None] | None = None

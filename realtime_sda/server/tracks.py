@@ -41,24 +41,39 @@ def _master_seconds(frame: Any) -> float:
 class MediaClock:
     """Maps master time to wall time for one viewer (shared by its audio and video track).
 
-    Output time ``tau = master + shift``; a media item with output time ``tau`` is sent at
-    ``origin + tau`` (monotonic seconds). ``shift`` grows when frames keep arriving late
-    (the producer fell behind), so playback slips instead of dropping everything.
+    Output time ``tau = master + shift``; media with output time ``tau`` is sent at
+    ``origin + tau`` (monotonic seconds). The playout delay adapts both ways:
+
+    - the newest frame arriving later than one period past its slot moves playback later
+      (``slip``: the producer fell behind, e.g. after a stall);
+    - frames arriving consistently early (for ``window`` frames, by more than the margin plus
+      one period) move it earlier again (``observe``), skipping that much media, so a
+      transient stall does not leave the latency raised for good.
+
+    ``shift`` starts at ``base_s`` so it can shrink without output times going negative.
     """
 
-    def __init__(self, margin_s: float = 0.04, reanchor_s: float = 0.25) -> None:
+    def __init__(self, margin_s: float = 0.04, period_s: float = 0.04, window: int = 50, base_s: float = 1.0) -> None:
         self.margin_s = margin_s
-        self.reanchor_s = reanchor_s
+        self.period_s = period_s
+        self.base_s = base_s
         self.origin: float | None = None
-        self.shift = 0.0
-        self.reanchors = 0
+        self.shift = base_s
+        self.slips = 0
+        self.reclaims = 0
+        self._slack: deque[float] = deque(maxlen=window)
         self.anchored = asyncio.Event()
 
     def anchor(self, master_s: float) -> None:
         """Fix the mapping at the first frame: it is sent ``margin_s`` from now."""
         if self.origin is None:
-            self.origin = time.monotonic() + self.margin_s - master_s
+            self.origin = time.monotonic() + self.margin_s - master_s - self.shift
             self.anchored.set()
+
+    @property
+    def delay_s(self) -> float:
+        """Playout delay added on top of the producer's schedule (margin + adaptations)."""
+        return self.margin_s + self.shift - self.base_s
 
     def due(self, master_s: float) -> float:
         assert self.origin is not None
@@ -68,9 +83,25 @@ class MediaClock:
         return master_s + self.shift
 
     def slip(self, lateness_s: float) -> None:
-        """Move playback later by ``lateness_s`` plus the margin (after a long stall)."""
+        """Move playback later by ``lateness_s`` plus the margin."""
         self.shift += lateness_s + self.margin_s
-        self.reanchors += 1
+        self.slips += 1
+        self._slack.clear()
+
+    def advance(self, early_s: float) -> None:
+        """Move playback earlier by up to ``early_s`` (media after a jump arrives early)."""
+        self.shift -= min(max(early_s, 0.0), self.shift)
+        self.reclaims += 1
+        self._slack.clear()
+
+    def observe(self, slack_s: float) -> None:
+        """Record how early a frame arrived (its slot minus its arrival); reclaim delay when
+        every frame of the window came early by more than margin + one period."""
+        self._slack.append(slack_s)
+        if len(self._slack) == self._slack.maxlen:
+            excess = min(self._slack) - self.margin_s
+            if excess > self.period_s:
+                self.advance(excess)
 
 
 class ViewerSink:
@@ -78,12 +109,12 @@ class ViewerSink:
     oldest frame (a slow peer sees fewer frames, never later ones); the audio queue holds
     ``audio_queue`` periods and drops the oldest likewise."""
 
-    def __init__(self, video_queue: int = 3, audio_queue: int = 50) -> None:
-        self.video: deque[Any] = deque(maxlen=video_queue)
+    def __init__(self, video_queue: int = 3, audio_queue: int = 50, period_s: float = 0.04) -> None:
+        self.video: deque[tuple[Any, float]] = deque(maxlen=video_queue)  # (frame, arrival)
         self.audio: deque[Any] = deque(maxlen=audio_queue)
         self._video_ready = asyncio.Event()
         self._audio_ready = asyncio.Event()
-        self.clock = MediaClock()
+        self.clock = MediaClock(margin_s=period_s, period_s=period_s)
         self.closed = False
         self.active = False  # set by the first recv() of either track
         self.received = 0
@@ -97,7 +128,7 @@ class ViewerSink:
             return
         if len(self.video) == self.video.maxlen:
             self.dropped_full += 1
-        self.video.append(frame)
+        self.video.append((frame, time.monotonic()))
         self.audio.append(frame)
         self.received += 1
         self._video_ready.set()
@@ -109,7 +140,8 @@ class ViewerSink:
         self._video_ready.set()
         self._audio_ready.set()
 
-    async def next_video(self) -> Any | None:
+    async def next_video(self) -> tuple[Any, float] | None:
+        """The oldest waiting frame and its arrival time (None once closed)."""
         self.active = True
         while not self.video:
             if self.closed:
@@ -146,19 +178,25 @@ class AvatarVideoTrack(MediaStreamTrack):
     async def recv(self) -> "av.VideoFrame":
         clock = self.sink.clock
         while True:
-            frame = await self.sink.next_video()
-            if frame is None or self.readyState != "live":
+            item = await self.sink.next_video()
+            if item is None or self.readyState != "live":
                 self.stop()
                 raise MediaStreamError
+            frame, arrival = item
             master = _master_seconds(frame)
             clock.anchor(master)
             lateness = time.monotonic() - clock.due(master)
-            if lateness > clock.reanchor_s:
-                clock.slip(lateness)  # the producer stalled: play on from here, later
-            elif lateness > self.period_s:
-                self.dropped_late += 1  # late: drop it, never delay the stream
-                continue
+            if lateness > self.period_s:
+                if self.sink.video:
+                    self.dropped_late += 1  # late and a newer frame waits: drop it, never delay
+                    continue
+                clock.slip(lateness)  # even the newest frame is late: the producer fell behind
+            else:
+                clock.observe(clock.due(master) - arrival)
             wait = clock.due(master) - time.monotonic()
+            if wait > clock.margin_s + self.period_s:
+                clock.advance(wait - clock.margin_s)  # far too early (the producer jumped): catch up
+                wait = clock.due(master) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             pts = round(clock.output_time(master) * VIDEO_CLOCK)

@@ -1,0 +1,174 @@
+"""Many connects/disconnects and hostile messages leave the server as it was, and do not
+disturb a healthy session watching at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import http.client
+import json
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("aiortc")
+
+from realtime_sda.server import AvatarServer, Limits, ServerConfig  # noqa: E402
+from realtime_sda.server.loopback_client import LoopbackViewer  # noqa: E402
+
+TOKEN = "churn-token"
+CYCLES = 50
+RSS_TOLERANCE_MB = 40
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _own_threads() -> list[str]:
+    """Threads other than asyncio's default executor (a bounded pool aiortc encodes in)."""
+    return sorted(t.name for t in threading.enumerate() if not t.name.startswith("asyncio_"))
+
+
+def _http_get(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", path)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+_HUGE_CLIENT = """
+import json, sys
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+with connect(sys.argv[1], max_size=2**16) as ws:
+    assert json.loads(ws.recv())["type"] == "ready"
+    try:
+        ws.send(b"\\x00" * int(sys.argv[2]))
+        ws.recv(timeout=10)
+    except ConnectionClosed:
+        pass
+    print(ws.protocol.close_rcvd.code)
+"""
+
+
+async def _huge_message(url: str) -> None:
+    """Send one message over the size limit from another process (as another machine
+    would): the server closes that connection with 1009 and nothing else."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HUGE_CLIENT, url, str(Limits().max_message_bytes + 10),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0 and out.strip() == b"1009", (out, err[-500:])
+
+
+async def _ws_cycle(port: int, kind: int) -> None:
+    """One websocket client that misbehaves in one of several ways, then leaves."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    url = f"ws://127.0.0.1:{port}/ws"
+    if kind == 3:  # wrong origin (refused at the handshake), then wrong token
+        with pytest.raises(InvalidStatus):
+            await connect(url + f"?token={TOKEN}", additional_headers={"Origin": "http://evil.example"})
+        async with connect(url + "?token=guess") as ws:
+            await ws.send(json.dumps({"type": "hello", "token": "guess2"}))
+            assert json.loads(await ws.recv())["code"] == "bad_token"
+        return
+    if kind == 4:  # path traversal over plain HTTP
+        for path in ("/../pyproject.toml", "/%2e%2e/%2e%2e/etc/passwd"):
+            assert await asyncio.to_thread(_http_get, port, path) == 404
+        return
+    async with connect(url + f"?token={TOKEN}") as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        if kind == 1:
+            for bad in ("{not json", json.dumps({"type": "offer", "sdp": "v=0\r\nm=nonsense\r\n"}), "[]" * 1000):
+                await ws.send(bad)
+                assert json.loads(await ws.recv())["type"] == "error"
+        elif kind == 2:
+            await ws.send(b"\xff\xd8\xff\xe0 not really a jpeg")
+            assert json.loads(await ws.recv())["code"] == "bad_image"
+        await _huge_message(url + f"?token={TOKEN}")
+
+
+async def _peer_cycle(port: int, abrupt: bool) -> None:
+    """A full WebRTC viewer; ``abrupt``: its websocket is cut like a closed tab."""
+    rng = np.random.default_rng(0)
+    viewer = LoopbackViewer(f"ws://127.0.0.1:{port}/ws?token={TOKEN}", signal=0.3 * rng.standard_normal(48000).astype(np.float32), keep_images=False)
+    await viewer.connect()
+    await viewer.wait_frames(3, timeout=20)
+    if abrupt:
+        viewer.ws.transport.abort()  # no close handshake, no "stop": the server must notice
+    await viewer.close()
+
+
+@pytest.mark.slow
+def test_churn_and_hostile_clients_leave_no_trace(tiny_model):
+    still = torch.zeros(1, 3, *tiny_model.config.img_size)
+    config = ServerConfig(port=0, token=TOKEN, limits=Limits(max_sessions=6))
+
+    async def main():
+        async with AvatarServer(tiny_model, config, still) as srv:
+            port = srv.port
+            rng = np.random.default_rng(1)
+            healthy = LoopbackViewer(f"ws://127.0.0.1:{port}/ws?token={TOKEN}",
+                                     signal=0.3 * rng.standard_normal(48000 * 120).astype(np.float32), keep_images=False)
+            await healthy.connect()
+            await healthy.wait_frames(10)
+            for k in range(5):  # warm-up: codecs, executor threads, allocator pools
+                await _ws_cycle(port, k)
+            await _peer_cycle(port, abrupt=False)
+            await _peer_cycle(port, abrupt=True)
+
+            async def settle() -> None:
+                for _ in range(200):
+                    if len(srv.clients) == 1 and len(srv.worker.sessions) == 1:
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"{len(srv.clients)} clients, {len(srv.worker.sessions)} sessions left")
+
+            await settle()
+            gc.collect()
+            before = (_rss_mb(), _own_threads(), len(asyncio.all_tasks()))
+            frames0, t0 = len(healthy.video.times), time.monotonic()
+            errors0 = sum(m.get("type") == "error" for m in healthy.messages)
+            for i in range(CYCLES):
+                if i % 5 == 0:
+                    await _peer_cycle(port, abrupt=(i % 10 == 0))
+                else:
+                    await _ws_cycle(port, i % 5)
+            await settle()
+            frames1, t1 = len(healthy.video.times), time.monotonic()
+            gap = float(np.diff(healthy.video.times[frames0 - 1 : frames1]).max())
+            for _ in range(100):  # closing peers finish their last RTCP/ICE tasks
+                if len(asyncio.all_tasks()) <= before[2]:
+                    break
+                await asyncio.sleep(0.05)
+            gc.collect()
+            after = (_rss_mb(), _own_threads(), len(asyncio.all_tasks()))
+            leftover = sorted(t.get_name() + ":" + getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())
+            errors1 = sum(m.get("type") == "error" for m in healthy.messages)
+            await healthy.close()
+            return before, after, (frames1 - frames0) / (t1 - t0), errors1 - errors0, t1 - t0, gap, leftover
+
+    before, after, healthy_fps, healthy_errors, seconds, gap, leftover = asyncio.run(main())
+    print(f"{CYCLES} cycles in {seconds:.1f} s; RSS {before[0]:.1f} -> {after[0]:.1f} MB; "
+          f"threads {before[1]} -> {after[1]}; tasks {before[2]} -> {after[2]}; healthy session {healthy_fps:.1f} fps, longest gap {1000 * gap:.0f} ms")
+    assert after[1] == before[1], (before[1], after[1])
+    assert after[2] <= before[2], (before[2], after[2], leftover)
+    assert after[0] - before[0] < RSS_TOLERANCE_MB, (before[0], after[0])
+    assert healthy_errors == 0
+    # this one process runs both ends of every connection (encoders and decoders) on a shared
+    # 2-core machine; the healthy viewer must keep its frames coming, without stalls
+    assert healthy_fps > 0.6 * tiny_model.config.video_rate, healthy_fps
+    assert gap < 1.0, gap
