@@ -39,7 +39,8 @@ def _write(path: Path, codec: str, signal: np.ndarray, rate: int, options: dict 
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate, layout="stereo", options=options or {})
         for i in range(0, data.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, i : i + 1024]), format="fltp", layout="stereo")
+            block = np.ascontiguousarray(data[:, i : i + 1024])
+            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
             frame.sample_rate = rate
             frame.pts = i
             for packet in stream.encode(frame):

@@ -64,5 +64,6 @@ def run(args: argparse.Namespace) -> int:
         for chunk in job:
             writer.write(chunk)
             bar.update(len(chunk))
-    print(f"wrote {args.output}: {job.num_frames} frames of {writer.size[1]}x{writer.size[0]} at {animator.video_rate} fps")
+    h, w = writer.size
+    print(f"wrote {args.output}: {job.num_frames} frames of {w}x{h} at {animator.video_rate} fps")
     return 0
