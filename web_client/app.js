@@ -98,6 +98,7 @@ async function start() {
   };
   pc.onconnectionstatechange = () => {
     $("state").textContent = pc.connectionState;
+    if (pc.connectionState === "connected") say(mode === "mic" ? "Live: speak, and the face follows your voice." : "Live: watching the broadcast.");
     if (pc.connectionState === "failed") say(MESSAGES.connection_lost, true);
   };
   if (mode === "mic") {
@@ -190,9 +191,12 @@ async function updateFigures() {
   const aBuf = now.audio ? delta(now.audio, prev.audio, "jitterBufferDelay") / delta(now.audio, prev.audio, "jitterBufferEmittedCount") : NaN;
   const rtt = now.pair && now.pair.currentRoundTripTime !== undefined ? now.pair.currentRoundTripTime : 0;
   const videoDelayMs = 1000 * ((isFinite(vBuf) ? vBuf : 0) + (isFinite(vDec) ? vDec : 0));
-  // our server sends a frame and its own audio together, so the receiver's A/V offset is the
-  // difference of their playout delays (positive: the picture comes after the sound)
-  const avMs = isFinite(aBuf) ? videoDelayMs - 1000 * aBuf : NaN;
+  // A/V offset: what each track is playing now, in the sender's clock (estimatedPlayoutTimestamp,
+  // from the RTCP sender reports): positive when the picture lags the sound. Our server stamps a
+  // frame and its own audio from one master clock, so 0 is perfect lip sync. Fallback: the
+  // difference of the two playout delays.
+  const ePlayV = now.video.estimatedPlayoutTimestamp, ePlayA = now.audio && now.audio.estimatedPlayoutTimestamp;
+  const avMs = ePlayV && ePlayA ? ePlayA - ePlayV : (isFinite(aBuf) ? videoDelayMs - 1000 * aBuf : NaN);
   const e2eMs = sda.serverLatencyMs !== null && sda.serverLatencyMs !== undefined
     ? sda.serverLatencyMs + 1000 * rtt + videoDelayMs : NaN;
   sda.figures = { fps, framesDecoded: now.video.framesDecoded, avOffsetMs: avMs, latencyMs: e2eMs };
