@@ -96,8 +96,19 @@ def test_stepper_equals_generate_grid_size(grid_model) -> None:
     assert (got - ref).abs().max().item() <= 1e-5
 
 
-async def _collect(session, maxsize=10_000) -> list[VideoFrame]:
-    return [f async for f in session.frames(maxsize=maxsize)]
+def _collect(session, maxsize=10_000) -> "asyncio.Task[list[VideoFrame]]":
+    """Subscribe now (before any audio is pushed), collect every frame in a task."""
+    q = session.subscribe(maxsize)
+
+    async def drain() -> list[VideoFrame]:
+        out = []
+        while True:
+            try:
+                out.append(await q.get())
+            except EndOfStream:
+                return out
+
+    return asyncio.create_task(drain(), name=f"collect-{session.id}")
 
 
 async def _feed(session, audio, rate, rng, hi) -> None:
@@ -118,7 +129,7 @@ def test_worker_session_equals_offline_exactly(tiny_model) -> None:
         await worker.start()
         try:
             session = await worker.open_session(still, seed=3, realtime=False)
-            collector = asyncio.create_task(_collect(session), name="collect")
+            collector = _collect(session)
             await _feed(session, audio, cfg.audio_rate, np.random.default_rng(1), 700)
             return await asyncio.wait_for(collector, 30)
         finally:
@@ -144,7 +155,7 @@ def test_int16_stereo_at_other_rate_is_accepted(tiny_model) -> None:
         await worker.start()
         try:
             session = await worker.open_session(_still(tiny_model, 1), seed=1, realtime=False)
-            collector = asyncio.create_task(_collect(session), name="collect")
+            collector = _collect(session)
             for k in range(0, 48000, 4410):
                 session.push_audio(pcm[k : k + 4410], 48000)
             session.end_audio()
@@ -167,7 +178,7 @@ def test_batched_sessions_equal_single_sessions(tiny_model) -> None:
         await worker.start()
         try:
             sessions = [await worker.open_session(s, seed=sd, realtime=False) for s, _, sd in specs]
-            collectors = [asyncio.create_task(_collect(s), name=f"collect-{k}") for k, s in enumerate(sessions)]
+            collectors = [_collect(s) for s in sessions]
             # push all the audio first, so that every step finds all sessions due together
             for s, (_, a, _) in zip(sessions, specs):
                 s.push_audio(a[: cfg.audio_rate // 2], cfg.audio_rate)
@@ -212,7 +223,7 @@ def test_sessions_join_and_leave_and_bad_input_is_isolated(tiny_model) -> None:
                 await worker.open_session(torch.zeros(3, 8, 8))
             await asyncio.wait_for(qa.get(), 10)  # a keeps working after bad pushes
             b = await worker.open_session(still_b, seed=2, realtime=False)  # joins while a runs
-            collector = asyncio.create_task(_collect(b), name="collect-b")
+            collector = _collect(b)
             await a.close()  # leaves while b runs
             assert a not in worker.sessions and a.state is None
             with pytest.raises(AudioDecodeError, match="closed"):
@@ -277,7 +288,7 @@ def test_reduced_lookahead_equals_offline_with_zeroed_tail(tiny_model) -> None:
         await worker.start()
         try:
             session = await worker.open_session(still, seed=4, lookahead_ms=25, realtime=False)
-            collector = asyncio.create_task(_collect(session), name="collect")
+            collector = _collect(session)
             await _feed(session, audio, cfg.audio_rate, np.random.default_rng(3), 500)
             return await asyncio.wait_for(collector, 30)
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import threading
 from typing import Any
 
 __all__ = ["register", "run_preview", "run_vcam"]
@@ -26,8 +27,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookahead-ms", type=float, default=None,
                    help="audio look-ahead in ms (default and maximum: the model's own, 80 ms for GRID); "
                    "less means lower latency and lower quality")
-    p.add_argument("--grace-ms", type=float, default=60.0,
-                   help="how late audio may be before a frame is made with silence instead (default 60)")
+    p.add_argument("--grace-ms", type=float, default=100.0,
+                   help="how late audio may be before a frame is made with silence instead (default 100)")
     p.add_argument("--mic-device", default=None, help="microphone index or name (see --list-devices)")
     p.add_argument("--mic-rate", type=int, default=None, help="capture rate in Hz (default: the device's)")
     p.add_argument("--scale", type=int, default=3, help="enlarge the picture this many times (default 3)")
@@ -128,8 +129,28 @@ def run_preview(args: argparse.Namespace) -> int:
         return _list_devices()
     from ..streaming.sinks import PreviewSink
 
-    sink = PreviewSink(scale=args.scale, sound=not args.no_sound)
-    _report(asyncio.run(_stream(args, [sink])))
+    # the window lives on the main thread (Qt wants it there); the stream runs beside it
+    sink = PreviewSink(scale=args.scale, sound=not args.no_sound, main_thread=True)
+    box: dict[str, Any] = {}
+
+    def stream() -> None:
+        try:
+            box["snap"] = asyncio.run(_stream(args, [sink]))
+        except BaseException as exc:  # re-raised on the main thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=stream, name="sda-stream")
+    thread.start()
+    try:
+        sink.host(give_up=lambda: not thread.is_alive())
+    except KeyboardInterrupt:
+        sink.request_stop()
+    finally:
+        sink.request_stop()
+        thread.join()
+    if "error" in box:
+        raise box["error"]
+    _report(box["snap"])
     return 0
 
 

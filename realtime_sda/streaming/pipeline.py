@@ -119,6 +119,6 @@ class StreamPipeline:
         for r in self.runners:
             while not r.done and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
-        stuck = [r.thread.name for r in self.runners if not r.done]
+        stuck = [r.name for r in self.runners if not r.done]
         if stuck:
             raise TimeoutError(f"sink thread(s) {', '.join(stuck)} did not stop within {timeout} s")

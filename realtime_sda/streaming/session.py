@@ -86,7 +86,7 @@ class AvatarSession:
         seed: int | None = None,
         lookahead_ms: float | None = None,
         realtime: bool = True,
-        grace_ms: float = 60.0,
+        grace_ms: float = 100.0,
         max_backlog_ms: float | None = 120.0,
         buffer_s: float = 10.0,
     ) -> None:

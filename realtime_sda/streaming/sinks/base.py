@@ -22,6 +22,7 @@ class Sink:
 
     name = "sink"
     queue_size = 2
+    external_thread = False  # True: run by another thread through attach()/run_here()
 
     def prepare(self, session: "AvatarSession") -> None:
         """Check resources before streaming starts (caller's thread)."""
@@ -40,38 +41,69 @@ class Sink:
         """True when the sink wants the stream to end (e.g. its window was closed)."""
         return False
 
+    def attach(self, runner: "SinkRunner") -> None:
+        """Receive the runner (only for ``external_thread`` sinks)."""
+        raise NotImplementedError(f"{type(self).__name__} does not run on an external thread")
+
 
 class SinkRunner:
-    """Runs one sink on a thread, reading a bounded drop-oldest subscription of a session."""
+    """Runs one sink on a thread, reading a bounded drop-oldest subscription of a session.
+
+    A sink with ``external_thread = True`` gets no thread: the pipeline hands the runner to
+    ``sink.attach(runner)`` and some other thread (e.g. the main thread, which GUI toolkits
+    want) calls :meth:`run_here`.
+    """
 
     def __init__(self, sink: Sink, session: "AvatarSession") -> None:
         self.sink = sink
         self.session = session
+        self.name = f"sink-{sink.name}-{session.id}"
         self.queue: FrameQueue[VideoFrame] = session.subscribe(max(1, int(sink.queue_size)))
         self.error: BaseException | None = None
         self.frames_written = 0
         self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"sink-{sink.name}-{session.id}", daemon=True)
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._started = False
+        self.thread = None if sink.external_thread else threading.Thread(target=self.run_here, name=self.name, daemon=True)
 
     def start(self) -> None:
-        self.thread.start()
+        """Start the runner's thread, or hand the runner to an externally run sink."""
+        if self.thread is not None:
+            self.thread.start()
+        else:
+            self.sink.attach(self)
 
     @property
     def done(self) -> bool:
-        return not self.thread.is_alive()
+        return self._finished.is_set()
 
     @property
     def dropped(self) -> int:
         return self.queue.dropped
 
     def stop(self) -> None:
-        """Ask the thread to finish (it closes the sink); join it with :meth:`join`."""
+        """Ask the runner to finish (it closes the sink); wait for it with :meth:`join`."""
         self._stop.set()
         self.session.unsubscribe(self.queue)
+        with self._lock:
+            if not self._started:  # never ran (an external host that did not start it)
+                self._started = True
+                self._finished.set()
 
     def join(self, timeout: float) -> bool:
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+        return self._finished.wait(timeout)
+
+    def run_here(self) -> None:
+        """Run the sink in the calling thread until the stream ends or :meth:`stop`."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        try:
+            self._run()
+        finally:
+            self._finished.set()
 
     def _run(self) -> None:
         opened = False

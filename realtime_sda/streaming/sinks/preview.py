@@ -1,6 +1,10 @@
 """``PreviewSink``: the face in an OpenCV window with a status bar (fps, latency, drops), and
 its sound played through sounddevice in step with the picture.
 
+GUI toolkits want one thread: with ``main_thread=True`` the window runs in the thread that
+calls :meth:`PreviewSink.host` (the command does this on the main thread), otherwise on the
+sink's own thread.
+
 Sync: each frame's own audio slice is written to the output stream (a blocking write) just
 before the frame is shown, so the picture follows the sound card's clock. A missing sound
 device only disables sound (with a warning); a missing display is a clear error.
@@ -10,7 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -48,8 +53,11 @@ class PreviewSink(Sink):
     name = "preview"
     queue_size = 2
 
-    def __init__(self, title: str = "realtime-sda", scale: int = 3, sound: bool = True) -> None:
+    def __init__(self, title: str = "realtime-sda", scale: int = 3, sound: bool = True, main_thread: bool = False) -> None:
         self.title = title
+        self.external_thread = main_thread
+        self._runner: Any = None
+        self._attached = threading.Event()
         self.scale = max(1, int(scale))
         self.sound = sound
         self._stop = False
@@ -114,6 +122,22 @@ class PreviewSink(Sink):
     @property
     def stop_requested(self) -> bool:
         return self._stop
+
+    def request_stop(self) -> None:
+        """Stop the stream (as if the window were closed); callable from any thread."""
+        self._stop = True
+
+    def attach(self, runner: Any) -> None:
+        self._runner = runner
+        self._attached.set()
+
+    def host(self, give_up: Callable[[], bool], poll_s: float = 0.05) -> None:
+        """With ``main_thread=True``: run the window in the calling (main) thread once the
+        pipeline has started, until the stream ends; returns early when ``give_up()``."""
+        while not self._attached.wait(poll_s):
+            if give_up():
+                return
+        self._runner.run_here()
 
     def close(self) -> None:
         import cv2
