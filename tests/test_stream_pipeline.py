@@ -167,3 +167,36 @@ def test_bad_sources_and_missing_virtual_camera(tiny_model, tmp_path) -> None:
             await worker.stop()
 
     asyncio.run(main())
+
+
+class SlowSink(MemorySink):
+    """A sink slower than the video rate (a real consumer that takes 150 ms per frame)."""
+
+    name = "slow"
+
+    def write(self, frame, stats) -> None:
+        import time
+
+        time.sleep(0.15)
+        super().write(frame, stats)
+
+
+def test_slow_sink_skips_frames_without_slowing_others(tiny_model, tmp_path) -> None:
+    wav = write_wav(tmp_path / "a.wav", 16000, 1.2)
+    fast, slow = MemorySink(queue_size=2), SlowSink(queue_size=2)
+
+    async def main():
+        worker = InferenceWorker(tiny_model)
+        await worker.start()
+        try:
+            session = await worker.open_session(_still(tiny_model), seed=1, realtime=True)
+            return await asyncio.wait_for(StreamPipeline(session, FileSource(wav), [fast, slow]).run(), 30)
+        finally:
+            await worker.stop()
+
+    snap = asyncio.run(main())
+    n = tiny_model.config.num_frames(int(1.2 * 16000))
+    assert len(fast.frames) >= n - 2  # the fast sink got (nearly) everything
+    assert len(slow.frames) < n / 2 and snap.dropped_frames >= n / 3  # the slow one skipped
+    idx = [f.index for f in slow.frames]
+    assert idx == sorted(idx) and idx[-1] >= n - 3  # skipping oldest: it still saw the newest

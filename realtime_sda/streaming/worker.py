@@ -62,6 +62,8 @@ class InferenceWorker:
         self.autotick = autotick
         self.name = name
         self.steps = 0  # batched engine calls made
+        self.errors = 0  # rounds that failed outside any one session (should stay 0)
+        self.last_error: BaseException | None = None
         self._sessions: list[AvatarSession] = []
         self._lock = threading.Lock()
         self._jobs: deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = deque()
@@ -194,12 +196,17 @@ class InferenceWorker:
         torch.set_grad_enabled(False)
         while not self._stopping:
             self._wake.clear()
-            busy = self._run_jobs()
-            if self.autotick:
-                busy += self._round(self.clock.now())
-            if busy or self._stopping:
-                continue
-            self._wake.wait(self._idle_timeout())
+            try:
+                busy = self._run_jobs()
+                if self.autotick:
+                    busy += self._round(self.clock.now())
+                if busy or self._stopping:
+                    continue
+                self._wake.wait(self._idle_timeout())
+            except Exception as exc:  # never let one bad round end the thread serving everyone
+                self.errors += 1
+                self.last_error = exc
+                self._wake.wait(0.01)
         self._fail_jobs()
 
     def _idle_timeout(self) -> float:
