@@ -30,10 +30,10 @@ def _burst_signal(seconds: float, start: float, length: float, seed: int = 0) ->
 
 def _audio_onset(rec, clock: int = 48000, level: float = 0.1) -> float:
     """Sender time (NTP s) of the first received audio sample above ``level``."""
-    for rtp, pcm in zip(rec.rtp, rec.data):
+    for t, rtp, pcm in zip(rec.times, rec.rtp, rec.data):
         hits = np.flatnonzero(np.abs(pcm) > level)
         if hits.size:
-            return rec.sender_time(rtp + int(hits[0]), clock)
+            return rec.sender_time(rtp + int(hits[0]), clock, near=t)
     raise AssertionError("no loud audio came back")
 
 
@@ -47,7 +47,8 @@ def _video_onset(rec, burst_sent: float, level: float = 3.0) -> float:
     assert quiet.size > 15 and quiet.max() < 1.0, f"the picture moves during silence: {np.round(quiet, 1)}"
     hits = np.flatnonzero((times > burst_sent) & (diff > level))
     assert hits.size, f"the picture never reacted to the speech (max change {diff.max():.2f})"
-    return rec.sender_time(rec.rtp[int(hits[0]) + 1], 90000)
+    k = int(hits[0]) + 1
+    return rec.sender_time(rec.rtp[k], 90000, near=rec.times[k])
 
 
 BURST_AT = 3.0  # s into the microphone signal (after the start-up transients)

@@ -70,16 +70,21 @@ class Received:
     times: list[float] = field(default_factory=list)
     rtp: list[int] = field(default_factory=list)
     data: list[np.ndarray] = field(default_factory=list)
-    reports: list[tuple[float, int]] = field(default_factory=list)  # (sender NTP seconds, RTP ts)
+    reports: list[tuple[float, int, float]] = field(default_factory=list)  # (sender NTP s, RTP ts, arrival)
 
     mapper: Any = None  # aiortc's receiver maps RTP timestamps to pts from 0; its origin
 
-    def sender_time(self, pts: int, clock: int) -> float:
-        """Sender wall time (NTP seconds) of a received frame's pts, from the latest sender
-        report (pts + the receiver's timestamp origin = the RTP timestamp)."""
+    def sender_time(self, pts: int, clock: int, near: float | None = None) -> float:
+        """Sender wall time (NTP seconds) of a received frame's pts (pts + the receiver's
+        timestamp origin = the RTP timestamp), from the sender report that arrived closest to
+        ``near`` (monotonic; default: the latest). The sender may re-time its stream (its
+        playout clock adapts), so a report describes the media sent around it."""
         if not self.reports or self.mapper is None or self.mapper._origin is None:
             raise RuntimeError("no RTCP sender report or RTP timestamp origin yet")
-        ntp, ref = self.reports[-1]
+        if near is None:
+            ntp, ref, _ = self.reports[-1]
+        else:
+            ntp, ref, _ = min(self.reports, key=lambda r: abs(r[2] - near))
         rtp_ts = (self.mapper._origin + pts) % 2**32
         delta = (rtp_ts - ref + 2**31) % 2**32 - 2**31
         return ntp + delta / clock
@@ -162,7 +167,7 @@ class LoopbackViewer:
         async def handle(packet: Any) -> None:
             if isinstance(packet, rtcp.RtcpSrPacket):
                 info = packet.sender_info
-                rec.reports.append((info.ntp_timestamp / 2**32, info.rtp_timestamp))
+                rec.reports.append((info.ntp_timestamp / 2**32, info.rtp_timestamp, time.monotonic()))
             await original(packet)
 
         receiver._handle_rtcp_packet = handle
