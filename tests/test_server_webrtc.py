@@ -82,10 +82,12 @@ def test_mic_to_avatar_over_webrtc():
     # one MediaStream: both m-sections carry the same stream id
     streams = {m.split()[0] for m in re.findall(r"^a=msid:(.+)$", answer, re.M)}
     assert len(re.findall(r"^a=msid:", answer, re.M)) == 2 and len(streams) == 1, streams
-    # frames of the model's size at the model's rate (arrival times, last 75 frames)
+    # frames of the model's size at the model's rate: the median over sliding 2 s windows of
+    # arrival times (one scheduling hiccup of this shared 2-core machine does not decide it)
     assert viewer.video.data[-1].shape == (h, w, 3)
-    t = viewer.video.times[-76:]
-    fps = 75 / (t[-1] - t[0])
+    t = np.asarray(viewer.video.times[10:])
+    n = int(2 * cfg.video_rate)
+    fps = float(np.median(n / (t[n:] - t[:-n])))
     assert abs(fps - cfg.video_rate) <= 0.05 * cfg.video_rate, fps
     # RTP timestamps advance by exactly one frame period per frame (master clock)
     steps = np.diff(viewer.video.rtp[-76:]) % 2**32
