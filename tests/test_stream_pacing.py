@@ -124,3 +124,36 @@ def test_reduced_lookahead_emits_earlier_and_zero_fills(tiny_model) -> None:
     t_full, t_fast = asyncio.run(main())
     # frame 0 needs audio up to stride + lookahead: 40 + 80 ms vs 40 + 0 ms
     assert abs(t_full - 0.12) < 1e-6 and abs(t_fast - 0.04) < 1e-6
+
+
+def test_slow_steps_jump_the_timeline_instead_of_falling_behind(tiny_model) -> None:
+    """A worker that can only step every 200 ms (5 periods): each step makes the frame due
+    now; indices skip, pts stay on the wall clock, latency stays bounded."""
+    cfg = tiny_model.config
+    rate, period = cfg.audio_rate, cfg.stride / cfg.audio_rate
+    chunk = rate // 50
+    audio = (0.3 * np.sin(np.arange(rate * 3) * 0.03)).astype(np.float32)
+
+    async def main():
+        clock = ManualClock()
+        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
+        await worker.start()
+        try:
+            s = await worker.open_session(_still(tiny_model), seed=0)
+            q = s.subscribe(1000)
+            for k in range(150):  # 3 s of audio in 20 ms pushes, a step every 10th push
+                clock.advance(0.02)
+                s.push_audio(audio[k * chunk : (k + 1) * chunk], rate)
+                if k % 10 == 9:
+                    await worker.tick()
+            return _drain(q), s.stats.snapshot(), s._wall_index(clock.now())
+        finally:
+            await worker.stop()
+
+    frames, snap, wall_index = asyncio.run(main())
+    idx = [f.index for f in frames]
+    assert len(frames) == 15 and idx == sorted(set(idx))
+    assert all(b - a == 5 for a, b in zip(idx[1:], idx[2:]))  # 5 periods per step: 4 skipped
+    assert wall_index - idx[-1] <= 1  # the last frame is the one due now
+    assert all(f.pts == f.index * cfg.stride for f in frames)
+    assert snap.skipped_frames >= 4 * 12 and snap.latency_max_ms <= 200 + 1e-6

@@ -24,7 +24,12 @@ at the first audio, if that comes before any frame was made): frame ``i`` is due
   continues the stream after that silence.
 - No backlog: when a due frame finds more than ``max_backlog_ms`` of further audio waiting
   (e.g. a stalled source delivering its backlog at once), the oldest waiting audio is
-  dropped in whole frames (counted as ``skipped_frames``) instead of falling behind. Producers
+  dropped in whole frames (counted as ``skipped_frames``) instead of falling behind; it
+  leaves the timeline, so the following audio keeps its place on the wall clock.
+- Catch-up: when steps are slower than real time and the next frame is two or more periods
+  behind schedule while newer windows are ready, the timeline jumps to the newest frame due
+  now (the frames in between are never made; their indices are skipped, so ``pts`` stays on
+  the wall clock and a viewer sees a lower frame rate, not a growing delay). Producers
   that push audio ahead on purpose (a TTS engine) pass ``max_backlog_ms=None``; their audio is
   then bounded only by the ring buffer (``buffer_s``, overwrite-oldest, counted as overflow).
 
@@ -111,13 +116,17 @@ class AvatarSession:
                 f"buffer_s ({buffer_s}) > 0"
             )
         self.grace_s = max(float(grace_ms), 0.0) / 1000.0
+        #: how many periods behind schedule the next frame may be before the timeline jumps
+        self.catchup_frames = 2
         self.max_backlog_frames = (
             None if max_backlog_ms is None else max(0, math.ceil(float(max_backlog_ms) * rate / 1000.0 / stride))
         )
         self.time_base = Fraction(1, rate)
         self.stats = StreamStats()
         self.state: StreamState | None = state
-        self.frames_emitted = 0
+        self.frames_emitted = 0  # frames made (indices may have gaps after a catch-up)
+        self._offset = 0  # windows of audio removed from the timeline (backlog, overflow)
+        self._noise_pos = 0  # frame index the noise source is at
         self._ring = AudioRingBuffer(
             config.audio_feat_samples, stride, config.pad_left, config.pad_right,
             capacity=max(int(buffer_s * rate), config.audio_feat_samples + 2 * stride), lookahead=look,
@@ -180,7 +189,8 @@ class AvatarSession:
         if samples.size:
             dropped = self._ring.write(samples)
             self._arrivals.append((self._ring.total, now))
-            if dropped:
+            if dropped:  # overwritten unread audio leaves the timeline
+                self._offset += dropped
                 self.stats.add(overflow_frames=dropped)
 
     def buffered_seconds(self) -> float:
@@ -245,10 +255,20 @@ class AvatarSession:
             q.close(error)
 
     # ---- worker side (inference thread) --------------------------------------------------------
+    @property
+    def next_index(self) -> int:
+        """Index of the next frame: the master clock position of the next window, in frames."""
+        return self._ring.read_pos // self.config.stride - self._offset
+
     def due_time(self, index: int | None = None) -> float:
         """Wall time at which frame ``index`` (default: the next) is due in real-time mode."""
-        i = self.frames_emitted if index is None else index
+        i = self.next_index if index is None else index
         return self._t0 + ((i + 1) * self.config.stride + self.lookahead_samples) / self.config.audio_rate
+
+    def _wall_index(self, now: float) -> int:
+        """The last frame index due at ``now``."""
+        cfg = self.config
+        return math.floor(((now - self._t0) * cfg.audio_rate - self.lookahead_samples) / cfg.stride + 1e-9) - 1
 
     def _prepare(self, now: float) -> bool:
         """Apply the real-time policy; True when the next frame should be made now."""
@@ -259,17 +279,28 @@ class AvatarSession:
             if not self.realtime:
                 ready = ring.ready() > 0
             else:
-                due = self.due_time() - _EPS
+                i = self.next_index
+                due = self.due_time(i) - _EPS
                 if now < due:
                     return False
                 if ring.ready() == 0 and not ring.ended and now >= due + self.grace_s:
                     ring.write_silence(ring.missing())
                     self._arrivals.append((ring.total, now))
                     self.stats.add(silence_frames=1)
-                n = ring.ready()
-                if self.max_backlog_frames is not None and n > 1 + self.max_backlog_frames:
-                    skipped = ring.skip(n - 1 - self.max_backlog_frames)
-                    self.stats.add(skipped_frames=skipped)
+                n, wall = ring.ready(), self._wall_index(now)
+                if n > 1 and wall - i >= self.catchup_frames:
+                    # behind schedule (steps slower than real time): jump the timeline to the
+                    # frame due now, skipping the frames in between (pts stay on wall time)
+                    jumped = ring.skip(min(wall - i, n - 1))
+                    self.stats.add(skipped_frames=jumped)
+                    i, n = i + jumped, n - jumped
+                ahead = i + n - 1 - max(wall, i)  # ready frames not yet due
+                if self.max_backlog_frames is not None and ahead > self.max_backlog_frames:
+                    # audio ahead of schedule (a late burst): drop the oldest of it, keeping
+                    # the timeline, so it does not turn into latency
+                    dropped = ring.skip(ahead - self.max_backlog_frames)
+                    self._offset += dropped
+                    self.stats.add(skipped_frames=dropped)
                 ready = ring.ready() > 0
             if not ready and ring.ended:
                 self._finish_locked()
@@ -292,20 +323,26 @@ class AvatarSession:
                 return due + self.grace_s
         return due
 
-    def _take(self) -> tuple[np.ndarray, torch.Tensor, float]:
-        """(window, noise (1, aux), arrival time of the window's last needed sample)."""
+    def _take(self) -> tuple[int, np.ndarray, torch.Tensor, float]:
+        """(index, window, noise (1, aux), arrival time of the window's last needed sample)."""
         with self._lock:
+            index = self.next_index
             need = self._ring.needed_total()
             window = self._ring.read()
             arrivals = self._arrivals
             while len(arrivals) > 1 and arrivals[0][0] < need:
                 arrivals.popleft()
             arrival = arrivals[0][1] if arrivals else self.clock.now()
-        return window, self._noise.next(1), arrival
+        if index > self._noise_pos:  # frames skipped by a catch-up keep their noise unused
+            self._noise.next(index - self._noise_pos)
+        self._noise_pos = index + 1
+        return index, window, self._noise.next(1), arrival
 
-    def _emit(self, image: np.ndarray, window: np.ndarray, state: StreamState, arrival: float, ready: float) -> None:
+    def _emit(
+        self, index: int, image: np.ndarray, window: np.ndarray, state: StreamState, arrival: float, ready: float
+    ) -> None:
         cfg = self.config
-        i = self.frames_emitted
+        i = index
         frame = VideoFrame(
             index=i,
             pts=i * cfg.stride,
@@ -319,7 +356,7 @@ class AvatarSession:
             if self.closed:
                 return
             self.state = state
-            self.frames_emitted = i + 1
+            self.frames_emitted += 1
             subs = list(self._subscribers)
         self.stats.frame(ready, frame.latency_s)
         for q in subs:

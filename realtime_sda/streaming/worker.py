@@ -252,7 +252,7 @@ class InferenceWorker:
                 except Exception as exc1:
                     item[0]._fail(exc1)
 
-    def _forward(self, items: list[tuple[AvatarSession, np.ndarray, torch.Tensor, float]]) -> None:
+    def _forward(self, items: list[tuple[AvatarSession, int, np.ndarray, torch.Tensor, float]]) -> None:
         sessions = [it[0] for it in items]
         states = [s.state for s in sessions]
         if any(st is None for st in states):
@@ -261,14 +261,14 @@ class InferenceWorker:
                 if live:
                     self._forward(live)
                 return
-        windows = torch.from_numpy(np.stack([it[1] for it in items]))[:, None]
-        noise = torch.stack([it[2] for it in items])  # (B, 1, aux)
+        windows = torch.from_numpy(np.stack([it[2] for it in items]))[:, None]
+        noise = torch.stack([it[3] for it in items])  # (B, 1, aux)
         state = states[0] if len(states) == 1 else StreamState.stack(states)  # type: ignore[arg-type]
         frames, new_state = self.model.engine.forward(state, windows, noise)
         self.steps += 1
         images = frames_to_uint8(frames[:, 0].permute(0, 2, 3, 1))
         ready = self.clock.now()
-        for k, (s, window, _, arrival) in enumerate(items):
+        for k, (s, index, window, _, arrival) in enumerate(items):
             own = new_state if len(items) == 1 else new_state.select(k)
             own = StreamState(s.state.identity if s.state is not None else own.identity, own.content_h, own.noise_h)
-            s._emit(np.ascontiguousarray(images[k]), window, own, arrival, ready)
+            s._emit(index, np.ascontiguousarray(images[k]), window, own, arrival, ready)
