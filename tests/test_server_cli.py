@@ -1,0 +1,80 @@
+"""``realtime-sda serve`` as a user runs it, and a real face photo accepted over the websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import torch
+
+pytest.importorskip("aiortc")
+
+from realtime_sda.cli import main as cli_main  # noqa: E402
+
+
+def test_serve_command_serves_page_and_stops_cleanly(tiny_checkpoint, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realtime_sda", "serve", "--model", str(tiny_checkpoint), "--port", "0",
+         "--max-sessions", "2", "--token", "t0k"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        deadline, url = time.monotonic() + 60, None
+        while time.monotonic() < deadline and url is None:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "open http://" in line:
+                url = line.split("open ", 1)[1].split()[0]
+        assert url and url.startswith("http://127.0.0.1:") and url.endswith("/?token=t0k"), url
+        page = urllib.request.urlopen(url, timeout=10).read()
+        assert b"app.js" in page
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # the group this test started
+        try:
+            proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode in (0, 130)
+
+
+def test_serve_bad_arguments_give_clean_errors(tmp_path, capsys):
+    assert cli_main(["serve", "--model", str(tmp_path / "missing.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "realtime-sda: error:" in err and "Traceback" not in err
+    assert cli_main(["serve", "--max-sessions", "0"]) == 1
+    assert "--max-sessions must be at least 1" in capsys.readouterr().err
+
+
+def test_real_face_photo_is_aligned_and_used(shared_example, tiny_model):
+    from websockets.asyncio.client import connect
+
+    from realtime_sda.server import AvatarServer, ServerConfig
+
+    photo = (shared_example / "image.bmp").read_bytes()  # read from ../shared, never copied
+
+    async def main():
+        async with AvatarServer(tiny_model, ServerConfig(port=0), None) as srv:
+            async with connect(f"ws://127.0.0.1:{srv.port}/ws", max_size=2**23) as ws:
+                ready = json.loads(await ws.recv())
+                await ws.send(json.dumps({"type": "offer", "sdp": "v=0\r\n", "mode": "mic"}))
+                no_avatar = json.loads(await ws.recv())  # no default avatar and no photo yet
+                await ws.send(photo)
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                client = next(iter(srv.clients))
+                return ready, no_avatar, reply, client.still
+
+    ready, no_avatar, reply, still = asyncio.run(main())
+    assert ready["has_avatar"] is False and no_avatar["code"] == "no_avatar"
+    assert reply["type"] == "avatar", reply
+    h, w = tiny_model.config.img_size
+    assert isinstance(still, torch.Tensor) and tuple(still.shape) == (1, 3, h, w)
+    assert float(still.min()) >= -1.0 and float(still.max()) <= 1.0 and float(still.std()) > 0.05
