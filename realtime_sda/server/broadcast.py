@@ -4,7 +4,6 @@ avatar: one session driven by pushed audio (``/push``) or an audio file, watched
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .tasks import cancel_and_wait
 from .tracks import ViewerSink
 
 __all__ = ["FrameHub", "Broadcast", "FilePlayer"]
@@ -58,13 +58,7 @@ class FrameHub:
     async def close(self, timeout: float = 5.0) -> None:
         """Cancel the fan-out task (bounded) and end every viewer's tracks."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(task, timeout)
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise asyncio.CancelledError
+        await cancel_and_wait(task, timeout)
         for sink in tuple(self._sinks):
             sink.close()
         self._sinks.clear()
@@ -101,10 +95,7 @@ class FilePlayer:
 
     async def close(self, timeout: float = 5.0) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(task, timeout)
+        await cancel_and_wait(task, timeout)
 
 
 class Broadcast:

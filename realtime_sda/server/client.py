@@ -14,6 +14,7 @@ from ..errors import FaceNotFoundError, ImageDecodeError, RealtimeSDAError
 from .broadcast import FrameHub
 from .peer import PeerSession
 from .security import decode_image
+from .tasks import cancel_and_wait
 from .signaling import Message, SignalingError, encode, error_message, parse_message
 
 if TYPE_CHECKING:
@@ -151,8 +152,5 @@ class Client:
     async def close(self, timeout: float = 5.0) -> None:
         """Release everything (the websocket is closed or closing)."""
         task, self._stats_task = self._stats_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(task, timeout)
+        await cancel_and_wait(task, timeout)
         await self.close_media(timeout)

@@ -4,7 +4,6 @@ and the microphone coming in (decoded, downmixed and pushed into an avatar sessi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Callable
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from ..errors import require
 from .signaling import SignalingError
+from .tasks import cancel_and_wait
 from .tracks import ViewerSink, make_tracks
 
 __all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to"]
@@ -110,12 +110,7 @@ class PeerSession:
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the tracks, the microphone task and the connection (bounded by ``timeout``)."""
         self.sink.close()
-        if self._mic_task is not None:
-            self._mic_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(self._mic_task, timeout)
-            if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                raise asyncio.CancelledError
+        await cancel_and_wait(self._mic_task, timeout)
         try:
             await asyncio.wait_for(self.pc.close(), timeout)
         except asyncio.TimeoutError:
