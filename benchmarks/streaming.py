@@ -138,14 +138,16 @@ async def worker_latency(model, seconds: float) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--threads", default="2", help="torch CPU threads; a list such as 2,1 measures each (default 2)")
     ap.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-sessions", type=int, default=None, help="upper bound of the session search")
     ap.add_argument("--worker-seconds", type=float, default=4.0)
     ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/streaming[_cuda].json)")
+    ap.add_argument("--note", default="", help="free text stored with the figures (e.g. machine load)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    threads = [int(t) for t in str(args.threads).split(",")]
+    torch.set_num_threads(threads[0])
     torch.set_grad_enabled(False)
     device = torch.device(args.device)
     model = random_model(grid_config(), seed=0).to(device)
@@ -155,18 +157,23 @@ def main() -> None:
         "benchmark": "streaming",
         "model": "GRID-size random weights (128x96, 50 kHz audio, 25 fps)",
         "machine": {
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": threads,
             "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__, "python": platform.python_version(),
         },
         "frame_period_ms": 1000.0 / float(cfg.video_rate),
         "lookahead_ms": 1000.0 * cfg.lookahead_samples / cfg.audio_rate,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "note": args.note,
         "results": {},
     }
-    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+    runs = [(f"{name}" + ("" if k == 0 else f"_threads{t}"), dtype, t)
+            for k, t in enumerate(threads) for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))]
+    for name, dtype, t in runs:
+        torch.set_num_threads(t)
         model.set_inference_dtype(dtype)
-        print(f"{name}: one session, engine.forward B=1 T=1 ...", flush=True)
+        print(f"{name}: one session, engine.forward B=1 T=1, {t} thread(s) ...", flush=True)
         step = _pct(tick_times(model, 1, args.steps, warmup=5))
         print(f"  step p50 {step['p50_ms']:.1f} ms, p99 {step['p99_ms']:.1f} ms", flush=True)
         print(f"{name}: sessions per tick within {result['frame_period_ms']:.0f} ms ...", flush=True)
@@ -177,6 +184,7 @@ def main() -> None:
         print(f"  latency p50 {e2e['latency_p50_ms']:.1f} ms, p99 {e2e['latency_p99_ms']:.1f} ms, "
               f"{e2e['fps']:.1f} fps, silence {e2e['silence_frames']}", flush=True)
         result["results"][name] = {
+            "dtype": str(dtype).replace("torch.", ""), "torch_threads": t,
             "step_b1": step, "realtime_sessions": n_rt, "tick_p99_ms_by_sessions": table, "worker_one_session": e2e,
         }
     out = Path(args.out) if args.out else RESULTS / ("streaming.json" if device.type == "cpu" else f"streaming_{device.type}.json")

@@ -29,11 +29,19 @@ from ..state import IdentityContext, StreamState
 from .clock import Clock, SystemClock
 from .session import AvatarSession
 
-__all__ = ["InferenceWorker", "WorkerNotRunningError"]
+__all__ = ["InferenceWorker", "WorkerNotRunningError", "WorkerBusyError", "MAX_PENDING_JOBS"]
 
 
 class WorkerNotRunningError(RealtimeSDAError):
     """The inference worker is not started (``await worker.start()``) or already stopped."""
+
+
+class WorkerBusyError(RealtimeSDAError):
+    """Too many requests (session openings) are waiting for the inference thread."""
+
+
+#: Requests (open_session, tick) that may wait for the inference thread at once.
+MAX_PENDING_JOBS = 256
 
 
 class InferenceWorker:
@@ -162,6 +170,10 @@ class InferenceWorker:
             raise WorkerNotRunningError("the inference worker is not running: call 'await worker.start()' first")
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
+            if len(self._jobs) >= MAX_PENDING_JOBS:  # bounded: refuse rather than queue forever
+                raise WorkerBusyError(
+                    f"the inference worker has {len(self._jobs)} requests waiting; retry later or use fewer sessions"
+                )
             self._jobs.append((fn, fut))
         self._wake.set()
         return await asyncio.wrap_future(fut)
