@@ -13,6 +13,7 @@ device only disables sound (with a warning); a missing display is a clear error.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable
@@ -71,8 +72,12 @@ class PreviewSink(Sink):
                 "'xvfb-run realtime-sda preview ...' for a virtual one, or use 'realtime-sda vcam' / --record."
             )
         cv2 = require("cv2", "stream", "The preview window")
-        if not hasattr(cv2, "imshow") or "headless" in getattr(cv2, "__file__", ""):
-            raise DeviceError("this OpenCV build has no GUI; pip install opencv-python (not -headless)")
+        gui = re.search(r"GUI:\s*(\S+)", cv2.getBuildInformation())
+        if gui is not None and gui.group(1).upper() == "NONE":
+            raise DeviceError(
+                "this OpenCV build has no GUI (opencv-python-headless); for the preview window run "
+                "'pip uninstall opencv-python-headless && pip install opencv-python'"
+            )
 
     def open(self, session: "AvatarSession") -> None:
         import cv2
