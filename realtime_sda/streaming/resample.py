@@ -2,9 +2,9 @@
 float32 mono at ``config.audio_rate`` out, through python-soxr's ``ResampleStream``.
 
 The resampler keeps its filter state between chunks, so a stream pushed in pieces of any
-size gives the same output as the whole stream pushed in one piece (up to soxr's internal
-block alignment; when the input rate already is the model rate nothing is resampled and the
-samples pass through unchanged).
+size gives exactly the output of the offline path (``audio.to_float_mono`` then one-shot
+``soxr.resample``) once flushed (tested). When the input rate already is the model rate the
+samples pass through unchanged.
 """
 
 from __future__ import annotations
