@@ -40,6 +40,7 @@ from realtime_sda.testing import grid_config, tiny_config
 
 RATE = 48000
 BURST_S = 0.4
+CHANGE = 1.0  # mean abs change (8-bit levels) that counts as the picture reacting; silence gives < 0.2
 
 
 def burst_signal(seconds: float, every: float, seed: int = 0) -> tuple[np.ndarray, list[int]]:
@@ -81,7 +82,7 @@ def tap_server(peer) -> dict[str, list]:
 def breakdown(taps: dict[str, list], sent: float, every: float) -> dict[str, float]:
     """Where one burst's latency went: microphone transport, model, output."""
     mic = next((t for t, level in taps["mic"] if t > sent and level > 0.1), None)
-    frame = next((t for t, change in taps["sink"] if t > sent and change > 3.0), None)
+    frame = next((t for t, change in taps["sink"] if t > sent and change > CHANGE), None)
     if mic is None or frame is None or frame > sent + every * 0.8:
         return {}
     return {"mic_in_ms": 1000 * (mic - sent), "model_ms": 1000 * (frame - mic)}
@@ -100,7 +101,7 @@ def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, eve
             break
         sent = viewer.mic.sent_at[k] + (onset - k * 960) / RATE
         window = (vt > sent) & (vt < sent + every * 0.8)
-        hits = np.flatnonzero(window & (diff > 3.0))
+        hits = np.flatnonzero(window & (diff > CHANGE))
         if not hits.size:
             continue
         fi = int(hits[0])

@@ -37,14 +37,14 @@ def _audio_onset(rec, clock: int = 48000, level: float = 0.1) -> float:
     raise AssertionError("no loud audio came back")
 
 
-def _video_onset(rec, burst_sent: float, level: float = 3.0) -> float:
+def _video_onset(rec, burst_sent: float, level: float = 1.0) -> float:
     """Sender time of the first frame after ``burst_sent`` (monotonic) that differs from the
     still picture before it; the second before the burst must be still."""
     imgs = np.stack(rec.data).astype(np.float32)
     diff = np.abs(imgs[1:] - imgs[:-1]).mean(axis=(1, 2, 3))
     times = np.asarray(rec.times[1:])
     quiet = diff[(times > burst_sent - 1.0) & (times < burst_sent)]
-    assert quiet.size > 15 and quiet.max() < 1.0, f"the picture moves during silence: {np.round(quiet, 1)}"
+    assert quiet.size > 15 and quiet.max() < 0.5, f"the picture moves during silence: {np.round(quiet, 1)}"
     hits = np.flatnonzero((times > burst_sent) & (diff > level))
     assert hits.size, f"the picture never reacted to the speech (max change {diff.max():.2f})"
     k = int(hits[0]) + 1
