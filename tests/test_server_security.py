@@ -169,7 +169,8 @@ def test_websocket_origin_token_and_bad_messages(server_factory):
                 await ws.send(json.dumps({"type": "hello", "token": "tok-123"}))
                 assert json.loads(await ws.recv())["type"] == "ready"
                 cases = [("not json", "bad_message"), ('{"type":"offer","sdp":"v=0\\r\\ngarbage"}', "bad_sdp"),
-                         (b"\x89PNG\r\n\x1a\nbroken", "bad_image"), ('{"type":"warp"}', "bad_message")]
+                         (b"\x89PNG\r\n\x1a\nbroken", "bad_image"), ('{"type":"warp"}', "bad_message"),
+                         ('{"type":"ping","pad":"' + "x" * 300_000 + '"}', "bad_message")]
                 for payload, code in cases:
                     await ws.send(payload)
                     reply = json.loads(await ws.recv())

@@ -59,6 +59,8 @@ class Client:
             try:
                 if isinstance(raw, (bytes, bytearray)):
                     await self._on_photo(bytes(raw))
+                elif len(raw) > self.server.limits.max_text_bytes:
+                    raise SignalingError("bad_message", f"text messages are limited to {self.server.limits.max_text_bytes} bytes")
                 else:
                     await self._on_message(parse_message(raw, self.server.limits.max_sdp_bytes))
             except SignalingError as exc:
@@ -76,8 +78,9 @@ class Client:
                 await self.send(error_message("internal", f"the server could not handle that ({type(exc).__name__})"))
 
     async def _on_photo(self, data: bytes) -> None:
-        rgb = decode_image(data, self.server.limits)
-        self.still = await asyncio.to_thread(self.server.prepare_still, rgb)
+        # decoding and face alignment take tens of ms: off the event loop (other sessions)
+        limits, prepare = self.server.limits, self.server.prepare_still
+        self.still = await asyncio.to_thread(lambda: prepare(decode_image(data, limits)))
         h, w = self.server.model.config.img_size
         await self.send(encode("avatar", width=w, height=h))
 

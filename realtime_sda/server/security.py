@@ -30,6 +30,7 @@ class Limits:
     max_image_bytes: int = 6 * 1024 * 1024  # an uploaded photo file
     max_image_pixels: int = 24_000_000  # decoded width x height (a 6000x4000 camera photo)
     max_sdp_bytes: int = 64 * 1024  # one SDP offer
+    max_text_bytes: int = 256 * 1024  # one JSON message (parsed on the event loop)
     max_push_rate: int = 192_000  # audio sample rate accepted on /push
     max_sessions: int = 8  # concurrent websocket clients
     allowed_origins: frozenset[str] = field(default_factory=frozenset)  # extra "scheme://host:port"
