@@ -5,7 +5,8 @@ Both tracks map the master clock (model-rate audio samples, ``VideoFrame.pts * t
 to the wall clock through one :class:`MediaClock`, so a frame and its own audio period are sent
 at the same moment with timestamps from the same master time: the browser's RTCP-based lip
 sync then plays them together. Frames wait in a small bounded queue (drop-oldest); a frame
-that is already late when the sender asks for it is dropped, never delayed. Audio is
+that is late while a newer one waits is dropped, never delayed (when even the newest is
+late the playout clock slips, and it catches up again once frames come early). Audio is
 gap-free: periods that did not arrive in time are sent as silence.
 """
 
