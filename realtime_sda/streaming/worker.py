@@ -49,7 +49,8 @@ class InferenceWorker:
 
     ``clock``: time source for the real-time schedule (:class:`SystemClock` by default).
     ``autotick=False`` makes the thread wait for explicit :meth:`tick` calls (deterministic
-    tests of pacing with a :class:`~.clock.ManualClock`).
+    tests of pacing with a :class:`~.clock.ManualClock`). ``num_threads``: torch CPU threads
+    of the inference thread (default: those of the thread creating the worker).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class InferenceWorker:
         clock: Clock | None = None,
         autotick: bool = True,
         name: str = "sda-inference",
+        num_threads: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -69,6 +71,10 @@ class InferenceWorker:
         self.clock = clock or SystemClock()
         self.autotick = autotick
         self.name = name
+        #: torch intra-op threads of the inference thread (default: the creating thread's;
+        #: OpenMP settings are per thread, and results are only bit-identical across runs
+        #: that use the same count)
+        self.num_threads = int(num_threads or torch.get_num_threads())
         self.steps = 0  # batched engine calls made
         self.errors = 0  # rounds that failed outside any one session (should stay 0)
         self.last_error: BaseException | None = None
@@ -206,6 +212,7 @@ class InferenceWorker:
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
+        torch.set_num_threads(self.num_threads)
         while not self._stopping:
             self._wake.clear()
             try:
