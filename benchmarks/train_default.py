@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -93,19 +93,27 @@ def stage_export(work: Path, data: Path) -> None:
     result = evaluate_model(dst, data, split="test")
     result["model"] = "models/default.pt"
     result["data"] = "synthetic corpus, held-out identities and sentences (split 'test')"
-    result["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU only"
+    result["machine"] = (f"{platform.machine()} CPU, {os.cpu_count()} cores shared with other jobs, "
+                         f"{TRAIN['threads']} torch threads for training, no GPU")
     result["training_step"] = step
     log = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
     result["training_minutes"] = round(sum(_segments(log)) / 60, 1)
     result["final_l1"] = float(np.mean([r["l1"] for r in log[-10:]]))
+    result["training_steps_per_minute"] = round(step / max(result["training_minutes"], 1e-9), 1)
+    result["parameters"] = sum(p.numel() for p in model.parameters())
+    result["file_bytes"] = dst.stat().st_size
     out = REPO / "benchmarks" / "results" / "default_model.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["mean"], indent=1))
 
-    grids = [save_sample_grid(model.float(), data, cid, work / f"sample_{i}.png")
+    exported = load_model(dst)  # the float16 file, as users get it
+    grids = [save_sample_grid(exported, data, cid, work / f"sample_{i}.png")
              for i, cid in enumerate([c.id for c in read_index(data, "test")][:3])]
     Image.fromarray(np.concatenate(grids, axis=0)).save(REPO / "benchmarks" / "results" / "default_samples.png")
-    shutil.copy(work / "run" / "metrics.jsonl", work / "metrics_copy.jsonl")
+    curve = {r["step"]: r for r in log}  # a resumed segment re-logs some steps: keep the last
+    rows = [curve[k] for k in sorted(curve) if k % 100 == 0 or k == max(curve)]
+    (REPO / "benchmarks" / "results" / "default_model_training.json").write_text(
+        json.dumps({"train_config": extra["train_config"], "loss_curve": rows}, indent=1) + "\n")
 
 
 def write_avatar(data: Path) -> Path:
