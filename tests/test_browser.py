@@ -71,7 +71,7 @@ def _launch(profile: Path, wav: Path) -> subprocess.Popen:
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
         "--allow-loopback-in-peer-connection", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--window-size=1100,800",
         f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank",
     ]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
