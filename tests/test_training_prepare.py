@@ -13,6 +13,7 @@ from PIL import Image
 from realtime_sda.cli import main
 from realtime_sda.face import ALIGN_POINTS
 from realtime_sda.training.dataset import load_clip, read_index, read_meta
+from realtime_sda.training.prepare import speaker_of
 from realtime_sda.video_io import save_video
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -73,3 +74,8 @@ def test_prepare_without_videos_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["prepare", str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
     assert "no videos" in capsys.readouterr().err
+
+
+def test_speakers_of_grid_and_crema_layouts(tmp_path):
+    assert speaker_of(tmp_path / "s12" / "bbaf2n.mpg", tmp_path) == "s12"
+    assert speaker_of(tmp_path / "VideoFlash" / "1001_DFA_ANG_XX.flv", tmp_path) == "1001"

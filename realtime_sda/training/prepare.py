@@ -21,7 +21,10 @@ import numpy as np
 from ..errors import RealtimeSDAError
 from .dataset import ClipInfo, DatasetWriter
 
-__all__ = ["VIDEO_EXTENSIONS", "ClipSkipped", "PrepareSpec", "PrepareReport", "find_videos", "decode_video", "prepare_dataset"]
+__all__ = [
+    "VIDEO_EXTENSIONS", "ClipSkipped", "PrepareSpec", "PrepareReport", "find_videos", "decode_video", "speaker_of",
+    "prepare_dataset",
+]
 
 VIDEO_EXTENSIONS = (".mpg", ".mpeg", ".mp4", ".avi", ".flv", ".mov", ".mkv", ".webm")
 
@@ -122,24 +125,33 @@ def _smooth(marks: np.ndarray, found: np.ndarray, n: int) -> np.ndarray:
     return (c[n:] - c[:-n]) / n
 
 
-def _audio_for(path: Path, src: Path, embedded: np.ndarray | None, rate: int, out_rate: int) -> np.ndarray:
+def speaker_of(path: Path, src: Path) -> str:
+    """CREMA-D names start with the actor number ("1001_DFA_ANG_XX"); otherwise (GRID) the
+    speaker is the folder the video is in, relative to the source."""
+    head = path.stem.split("_")[0]
+    if head.isdigit() and "_" in path.stem:
+        return head
+    return path.parent.relative_to(src).as_posix()
+
+
+def _audio_for(path: Path, wavs: dict[str, Path], embedded: np.ndarray | None, rate: int, out_rate: int) -> np.ndarray:
     from ..audio import load_audio, resample
 
     if embedded is not None and len(embedded):
         return resample(embedded, rate, out_rate)
-    wavs = list(path.parent.glob(path.stem + ".wav")) or list(src.rglob(path.stem + ".wav"))
-    if not wavs:
-        raise ClipSkipped(f"no audio: the video has no sound and no '{path.stem}.wav' was found under {src}")
-    return load_audio(str(wavs[0]), None, out_rate)
+    wav = path.with_suffix(".wav") if path.with_suffix(".wav").is_file() else wavs.get(path.stem)
+    if wav is None:
+        raise ClipSkipped(f"no audio: the video has no sound and no '{path.stem}.wav' was found beside it or under the source")
+    return load_audio(str(wav), None, out_rate)
 
 
-def _prepare_clip(path: Path, src: Path, spec: PrepareSpec, mean_face: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prepare_clip(path: Path, wavs: dict[str, Path], spec: PrepareSpec, mean_face: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from ..errors import AudioDecodeError
     from ..face import ALIGN_POINTS, similarity_transform, warp_affine
 
     frames, times, embedded, rate = decode_video(path)
     try:
-        audio = _audio_for(path, src, embedded, rate, spec.audio_rate)
+        audio = _audio_for(path, wavs, embedded, rate, spec.audio_rate)
     except AudioDecodeError as exc:
         raise ClipSkipped(f"unreadable audio ({exc})") from None
     stride = int(round(spec.audio_rate / spec.fps))
@@ -180,20 +192,21 @@ def prepare_dataset(src: str | os.PathLike[str], dst: str | os.PathLike[str], sp
         raise RealtimeSDAError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) under '{src}'")
     mean_face = np.asarray(spec.mean_face if spec.mean_face is not None else canonical_landmarks(spec.img_size))
     writer = DatasetWriter(dst, spec.img_size, spec.audio_rate, spec.fps, mean_face)
-    speakers = sorted({str(v.parent.relative_to(src)) for v in videos})
+    wavs = {p.stem: p for p in sorted(src.rglob("*.wav"))}
+    speakers = sorted({speaker_of(v, src) for v in videos})
     n_test = int(round(len(speakers) * spec.test_fraction)) if len(speakers) > 1 else 0
     test_speakers = set(speakers[len(speakers) - n_test :])
     report = PrepareReport()
     for k, path in enumerate(videos):
         rel = str(path.relative_to(src))
         try:
-            frames, audio, marks = _prepare_clip(path, src, spec, mean_face)
+            frames, audio, marks = _prepare_clip(path, wavs, spec, mean_face)
         except ClipSkipped as exc:
             report.skipped.append((rel, str(exc)))
             if progress:
                 progress(f"skipped {rel}: {exc}")
             continue
-        speaker = str(path.parent.relative_to(src))
+        speaker = speaker_of(path, src)
         info = ClipInfo(id=f"v{k:05d}_{path.stem}"[:80], frames=len(frames), samples=len(audio), rate=spec.audio_rate,
                         fps=spec.fps, identity=speaker, speaker=speaker,
                         split="test" if speaker in test_speakers else "train", text="")
