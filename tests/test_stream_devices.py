@@ -130,7 +130,8 @@ def test_preview_window_shows_the_face_under_xvfb(tiny_checkpoint, null_audio_ho
 
     env = dict(null_audio_home, DISPLAY=xvfb)
     cmd = [sys.executable, "-m", "realtime_sda", "preview", "--audio", str(wav), "--avatar", str(avatar),
-           "--aligned", "--model", str(tiny_checkpoint), "--seed", "5", "--scale", str(scale), "--grace-ms", "2000"]
+           "--aligned", "--model", str(tiny_checkpoint), "--seed", "5", "--scale", str(scale), "--grace-ms", "2000",
+           "--record", str(tmp_path / "rec.mp4")]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     th, tw = templates[0].shape[:2]
     best, shots, status = (np.inf, -1), 0, None
@@ -162,3 +163,9 @@ def test_preview_window_shows_the_face_under_xvfb(tiny_checkpoint, null_audio_ho
     assert "frames" in out and "latency p50" in out
     assert best[0] == 0.0, f"no screenshot of {shots} showed an expected frame exactly (best {best})"
     assert status is not None and (status > 200).any()  # the overlay text under the face
+    import av  # --record wrote the same stream to an mp4 beside the window
+
+    with av.open(str(tmp_path / "rec.mp4")) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    made = int(out.strip().splitlines()[-1].split(" frames")[0])  # "N frames, ... fps, ..."
+    assert n == made and made >= len(expected) - 10  # (a busy machine may skip a few)
