@@ -136,6 +136,33 @@ async def worker_latency(model, seconds: float) -> dict[str, float]:
             "skipped_frames": snap.skipped_frames}
 
 
+def session_memory(model) -> dict[str, int]:
+    """Bytes one live session holds after a frame: its identity context and GRU states, and
+    its audio ring buffer (10 s at the model rate by default)."""
+    from realtime_sda.streaming import InferenceWorker
+
+    cfg = model.config
+    h, w = cfg.img_size
+
+    async def run():
+        worker = InferenceWorker(model)
+        await worker.start()
+        try:
+            session = await worker.open_session(torch.zeros(1, 3, h, w), seed=0, realtime=False)
+            q = session.subscribe(1)
+            session.push_audio(np.zeros(cfg.audio_feat_samples, np.float32), cfg.audio_rate)
+            await asyncio.wait_for(q.get(), 60)
+            st = session.state
+            tensors = [st.identity.id_code, st.identity.base, *st.identity.skip_bias, st.content_h, st.noise_h]
+            state_bytes = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+            return int(state_bytes), int(session._ring._buf.nbytes)
+        finally:
+            await worker.stop()
+
+    state_bytes, ring_bytes = asyncio.run(run())
+    return {"state_bytes": state_bytes, "ring_buffer_bytes": ring_bytes, "total_bytes": state_bytes + ring_bytes}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="2", help="torch CPU threads; a list such as 2,1 measures each (default 2)")
@@ -170,6 +197,8 @@ def main() -> None:
     }
     runs = [(f"{name}" + ("" if k == 0 else f"_threads{t}"), dtype, t)
             for k, t in enumerate(threads) for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))]
+    result["memory_per_session"] = session_memory(model)
+    print(f"memory per session: {result['memory_per_session']}", flush=True)
     for name, dtype, t in runs:
         torch.set_num_threads(t)
         model.set_inference_dtype(dtype)
