@@ -92,3 +92,22 @@ def test_bad_synth_arguments_are_clear_errors(tmp_path, capsys):
     assert "--clips must be at least 1" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "x"), "--clips", "1", "--img-size", "16x12"]) == 1
     assert "too small" in capsys.readouterr().err
+
+
+def test_photographic_identity_talks(tmp_path):
+    pytest.importorskip("skimage.data")
+    dst = tmp_path / "photo"
+    assert main(["synth", str(dst), "--clips", "1", "--seed", "2", "--identities", "1", "--photos", "1"]) == 0
+    info = read_index(dst)[0]
+    clip = load_clip(dst, info.id)
+    frames, marks = np.asarray(clip["frames"]), clip["landmarks"]
+    # a photograph: far more distinct colours than a drawn face
+    assert len(np.unique(frames[0].reshape(-1, 3), axis=0)) > 1500
+    opening = marks[:, 66, 1] - marks[:, 62, 1]
+    level = frame_features(np.asarray(clip["audio"]), 16000, 25, info.frames)["level"]
+    assert np.corrcoef(opening, level)[0, 1] > 0.6
+    # the warp really moves the pixels of the lower face while the mouth opens
+    open_i, shut_i = int(np.argmax(opening)), int(np.argmin(opening))
+    lower = np.abs(frames[open_i, 40:].astype(float) - frames[shut_i, 40:].astype(float)).mean()
+    upper = np.abs(frames[open_i, :25].astype(float) - frames[shut_i, :25].astype(float)).mean()
+    assert lower > 2 * upper

@@ -35,6 +35,8 @@ def register(sub: Any) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of identities held out")
     p.add_argument("--img-size", type=_size, default=(64, 48), help="frame size HxW (default 64x48)")
     p.add_argument("--audio-rate", type=int, default=16000)
+    p.add_argument("--photos", type=int, default=0,
+                   help="how many identities are photographs (scikit-image's astronaut, varied) instead of drawn faces")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("prepare", help="build a dataset from talking-face videos (GRID or CREMA-D layout)")
@@ -75,7 +77,7 @@ def _synth(args: argparse.Namespace) -> int:
     from ..training.synth.corpus import CorpusSpec, build_corpus
 
     spec = CorpusSpec(clips=args.clips, seed=args.seed, identities=args.identities, test_fraction=args.test_fraction,
-                      img_size=args.img_size, audio_rate=args.audio_rate)
+                      img_size=args.img_size, audio_rate=args.audio_rate, photos=args.photos)
     with tqdm(total=args.clips, desc="synth", unit="clip") as bar:
         build_corpus(args.dst, spec, progress=lambda i, n: bar.update(1))
     print(f"wrote {args.clips} clips to {args.dst}")

@@ -181,6 +181,9 @@ class FaceAnimator:
         ident = self.ident
         d = ImageDraw.Draw(img)
         lw = max(1, int(round(0.012 * face_w)))
+        if ident.photo is not None:
+            self._draw_photo_features(d, p, lw)
+            return
         for eye in (np.r_[36:42], np.r_[42:48]):
             e = p[eye]
             layer = Image.new("L", img.size, 0)
@@ -213,3 +216,19 @@ class FaceAnimator:
         hl = (p[57] * 0.6 + p[66] * 0.4)
         d.ellipse([hl[0] - 0.04 * face_w, hl[1] - 0.008 * face_w, hl[0] + 0.04 * face_w, hl[1] + 0.008 * face_w],
                   fill=_col(lips * 1.15))
+
+    def _draw_photo_features(self, d: ImageDraw.ImageDraw, p: np.ndarray, lw: int) -> None:
+        """A photograph keeps its own eyes and lips (moved by the warp); only what the warp
+        cannot show is drawn: lids over a closing eye (coloured like the skin above it) and
+        the dark gap that opens below the teeth as the jaw drops."""
+        n = self.neutral
+        for up, brow in ((np.r_[36:40], 19), (np.r_[42:46], 24)):
+            if np.abs(p[up] - n[up]).max() > 0.5:
+                above = (n[brow] + n[up].mean(axis=0)) / 2
+                y, x = int(above[1]), int(above[0])
+                colour = self.static[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3).mean(axis=0) * 0.85
+                d.polygon(_pts(np.concatenate([n[up] + np.array([0, -0.5 * lw]), p[up][::-1]])), fill=_col(colour))
+                d.line(_pts(p[up]), fill=_col(colour * 0.3), width=lw + 1)
+        if p[66, 1] - n[66, 1] > 1.0:
+            upper = np.concatenate([p[[60]], n[[67, 66, 65]], p[[64]]])
+            d.polygon(_pts(np.concatenate([upper, p[[65, 66, 67]]])), fill=(45, 12, 18))

@@ -15,6 +15,7 @@ from ...errors import RealtimeSDAError
 from ..dataset import ClipInfo, DatasetWriter
 from .animate import FaceAnimator, blink_track, head_motion, mouth_tracks
 from .faces import Identity, canonical_landmarks, random_identity
+from .photo import bundled_photos, photo_identity
 from .speech import Voice, frame_features, random_sentence, random_voice, speak
 
 __all__ = ["CorpusSpec", "build_corpus", "make_clip"]
@@ -23,7 +24,8 @@ __all__ = ["CorpusSpec", "build_corpus", "make_clip"]
 @dataclass
 class CorpusSpec:
     """What to synthesize. Identities ``test_fraction`` of the last ones are held out (their
-    clips form the "test" split and use sentences never spoken in training)."""
+    clips form the "test" split and use sentences never spoken in training). The first
+    ``photos`` identities are photographs (variants of the installed sample photos)."""
 
     clips: int = 200
     seed: int = 0
@@ -32,6 +34,7 @@ class CorpusSpec:
     img_size: tuple[int, int] = (64, 48)
     audio_rate: int = 16000
     fps: float = 25.0
+    photos: int = 0  # how many of the (training) identities are photographs (see .photo)
 
     def num_identities(self) -> int:
         if self.identities is not None:
@@ -78,13 +81,19 @@ def build_corpus(dst: str | os.PathLike[str], spec: CorpusSpec,
     n_test = int(round(n_id * spec.test_fraction)) if n_id > 1 else 0
     if spec.test_fraction > 0 and n_id > 1:
         n_test = max(1, n_test)
+    photos = bundled_photos() if spec.photos > 0 else []
+    if spec.photos > 0 and not photos:
+        raise RealtimeSDAError("photographic identities need scikit-image's sample photos: pip install scikit-image")
     writer = DatasetWriter(dst, spec.img_size, spec.audio_rate, spec.fps, canonical_landmarks(spec.img_size))
     people: dict[int, tuple[Identity, Voice, FaceAnimator]] = {}
     for c in range(spec.clips):
         who = c % n_id
         if who not in people:
             irng = np.random.default_rng([spec.seed, 1, who])
-            ident = random_identity(irng, who)
+            if who < spec.photos:
+                ident = photo_identity(photos[who % len(photos)], who, irng)
+            else:
+                ident = random_identity(irng, who)
             people[who] = (ident, random_voice(irng), FaceAnimator(ident, spec.img_size))
         ident, voice, animator = people[who]
         split = "test" if who >= n_id - n_test else "train"

@@ -84,6 +84,7 @@ class Identity:
     brow_thickness: float
     max_open: float  # jaw drop at full opening, fraction of the image height
     texture_seed: int
+    photo: np.ndarray | None = None  # an aligned photograph (uint8 H x W x 3) used as the static layer
 
 
 _SKINS = np.array([[255, 224, 196], [241, 194, 160], [224, 172, 128], [198, 134, 92],
@@ -156,6 +157,8 @@ def render_static(ident: Identity, size: tuple[int, int]) -> np.ndarray:
     drawn at pixel size (H, W). Returns float32 (H, W, 3) in 0-255. Eyes and mouth are drawn
     per frame by :mod:`.animate`."""
     h, w = size
+    if ident.photo is not None:
+        return np.asarray(Image.fromarray(ident.photo).resize((w, h), Image.BICUBIC), dtype=np.float32)
     p = ident.landmarks * np.array([w, h])
     rng = np.random.default_rng(ident.texture_seed)
     yy = np.linspace(0, 1, h)[:, None, None]
