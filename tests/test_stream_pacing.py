@@ -130,7 +130,7 @@ def test_slow_steps_jump_the_timeline_instead_of_falling_behind(tiny_model) -> N
     """A worker that can only step every 200 ms (5 periods): each step makes the frame due
     now; indices skip, pts stay on the wall clock, latency stays bounded."""
     cfg = tiny_model.config
-    rate, period = cfg.audio_rate, cfg.stride / cfg.audio_rate
+    rate = cfg.audio_rate
     chunk = rate // 50
     audio = (0.3 * np.sin(np.arange(rate * 3) * 0.03)).astype(np.float32)
 

@@ -311,7 +311,7 @@ class AvatarSession:
         subs, self._subscribers = self._subscribers, []
         for q in subs:
             q.close()
-        self.worker.forget(self, wait=False)
+        self.worker.forget(self)
 
     def _next_wakeup(self, now: float) -> float | None:
         """When the worker should look at this session again without being notified."""
@@ -365,5 +365,5 @@ class AvatarSession:
     def _fail(self, error: BaseException) -> None:
         """Close this session with ``error`` (its consumers see it); others go on."""
         self._close(error)
-        self.worker.forget(self, wait=False)
+        self.worker.forget(self)
 

@@ -159,7 +159,7 @@ class InferenceWorker:
 
         return await self.submit(make)
 
-    def forget(self, session: AvatarSession, wait: bool = False) -> None:
+    def forget(self, session: AvatarSession) -> None:
         """Drop a session from the schedule (thread-safe, idempotent)."""
         with self._lock:
             if session in self._sessions:
