@@ -73,15 +73,17 @@ def test_push_drives_one_avatar_watched_by_many(tiny_model):
     for v in viewers:
         assert v.video.data[-1].shape == (h, w, 3)
         t = np.asarray(v.video.times[10:])
-        assert abs(float(np.median(25 / (t[25:] - t[:-25]))) - 25.0) < 1.5
+        assert abs(float(np.median(25 / (t[25:] - t[:-25]))) - 25.0) < 2.5  # three decoders share this process
         assert len(v.audio.times) > 1.6 * len(v.video.times)  # 20 ms audio frames alongside
-    # the same frames reach every viewer: the pictures at the same stream time agree
-    last = [v.video.data[-1].astype(np.float32) for v in viewers]
-    ends = [v.video.sender_time(v.video.rtp[-1], 90000, near=v.video.times[-1]) for v in viewers]
-    for v, img, end in zip(viewers[1:], last[1:], ends[1:]):
-        k = int(np.argmin([abs(v.video.sender_time(p, 90000, near=t) - ends[0]) for p, t in zip(v.video.rtp[-10:], v.video.times[-10:])]))
-        same = v.video.data[-10:][k].astype(np.float32)
-        assert np.abs(same - last[0]).mean() < 4.0  # same frame, each through its own VP8 encoder
+    # the same frames reach every viewer: each picture of viewer 0 has a near-identical twin
+    # among the others' recent frames (each went through its own VP8 encoder), while
+    # neighbouring frames differ clearly (the pushed noise moves the face)
+    ref = [img.astype(np.float32) for img in viewers[0].video.data[-12:-4]]
+    for v in viewers[1:]:
+        others = [img.astype(np.float32) for img in v.video.data]
+        for img in ref:
+            dist = sorted(float(np.abs(img - o).mean()) for o in others)
+            assert dist[0] < 4.0 and dist[0] < 0.5 * dist[len(dist) // 2], dist[:5]
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
