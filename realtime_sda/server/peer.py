@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import require
+from ..errors import RealtimeSDAError, require
 from .signaling import SignalingError
 from .tasks import cancel_and_wait
 from .tracks import ViewerSink, make_tracks
@@ -105,7 +105,9 @@ class PeerSession:
                 if self.on_audio is not None:
                     self.on_audio(audio_frame_to_mono(frame), int(frame.sample_rate))
         except mediastreams.MediaStreamError:
-            pass
+            pass  # the browser stopped its microphone
+        except RealtimeSDAError as exc:  # e.g. the session was closed meanwhile: stop feeding it
+            log.debug("%s: microphone pump stopped: %s", self.name, exc)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the tracks, the microphone task and the connection (bounded by ``timeout``)."""
