@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import RealtimeSDAError, require
 from .client import Client
 from .security import Limits, origin_allowed, token_matches
-from .signaling import error_message, parse_message, SignalingError
+from .signaling import SignalingError, error_message, parse_message
 from .static import WEB_CLIENT_DIR, static_response
 
 __all__ = ["ServerConfig", "AvatarServer", "is_loopback"]

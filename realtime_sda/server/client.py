@@ -14,8 +14,8 @@ from ..errors import FaceNotFoundError, ImageDecodeError, RealtimeSDAError
 from .broadcast import FrameHub
 from .peer import PeerSession
 from .security import decode_image
-from .tasks import cancel_and_wait
 from .signaling import Message, SignalingError, encode, error_message, parse_message
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import torch
