@@ -168,7 +168,8 @@ async def run(args: argparse.Namespace) -> dict:
         "latency_ms": {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)), "min": float(lat.min()), "max": float(lat.max()),
                        **{f"{k}_median": float(np.median([b[k] for b in bursts if k in b])) for k in ("mic_in_ms", "model_ms", "out_ms")
                           if any(k in b for b in bursts)}},
-        "av_offset_ms": {"mean": float(av.mean()), "std": float(av.std()), "min": float(av.min()), "max": float(av.max()),
+        "av_offset_ms": {"median": float(np.median(av)), "abs_p90": float(np.percentile(np.abs(av), 90)),
+                         "mean": float(av.mean()), "std": float(av.std()), "min": float(av.min()), "max": float(av.max()),
                          "per_burst_quantization_ms": 1000 * stride / 2, "drift_ms_per_min": drift},
         "server": server,
         "per_burst": bursts,
@@ -195,7 +196,8 @@ def main() -> None:
     parts = ", ".join(f"{k[:-10]} {lat[k]:.0f} ms" for k in ("mic_in_ms_median", "model_ms_median", "out_ms_median") if k in lat)
     print(f"  median parts: {parts} (mic in: sent -> pushed into the session; model: -> frame made "
           f"(look-ahead, window, inference); out: -> playout clock, VP8, network, jitter buffer)")
-    print(f"A/V offset: mean {av['mean']:+.1f} ms, std {av['std']:.1f} ms (each burst +-{av['per_burst_quantization_ms']:.0f} ms "
+    print(f"A/V offset: median {av['median']:+.1f} ms, |offset| p90 {av['abs_p90']:.0f} ms, mean {av['mean']:+.1f} ms, "
+          f"std {av['std']:.1f} ms (each burst +-{av['per_burst_quantization_ms']:.0f} ms "
           f"from the frame grid), drift {av['drift_ms_per_min']:+.2f} ms/min")
     print(f"server: {result['server']['frames_sent']} frames sent, {result['server']['dropped_late']} late-dropped, "
           f"{result['server']['audio_silent_frames']} silent audio frames, playout delay {result['server']['playout_delay_ms']:.0f} ms")
