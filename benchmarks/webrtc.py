@@ -139,6 +139,7 @@ async def run(args: argparse.Namespace) -> dict:
             client = next(iter(srv.clients))
             peer, session = client.peer, client.session
             taps = tap_server(peer)
+            worker_threads = srv.worker.num_threads
             await asyncio.sleep(args.seconds + 1.0)
             server = {
                 "frames_sent": peer.video.sent, "dropped_late": peer.video.dropped_late,
@@ -159,7 +160,7 @@ async def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "webrtc",
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                    "torch": torch.__version__, "device": "cpu", "torch_threads": torch.get_num_threads()},
+                    "torch": torch.__version__, "device": "cpu", "torch_threads": worker_threads},
         "model": {"config": args.config, "img_size": [h, w], "audio_rate": config.audio_rate,
                   "video_rate": float(config.video_rate), "lookahead_ms": 1000 * lookahead, "weights": "random (responsive)"},
         "seconds": args.seconds,

@@ -86,8 +86,7 @@ class AvatarServer:
             ice = ["127.0.0.1"]  # a loopback server only talks to browsers on this machine
         if ice is not None:
             restrict_ice_to(ice)
-        self._limit_torch_threads()
-        self.worker = InferenceWorker(self.model, max_batch=self.config.max_batch)
+        self.worker = InferenceWorker(self.model, max_batch=self.config.max_batch, num_threads=self._torch_threads())
         await self.worker.start()
         if self.config.broadcast or self.config.broadcast_audio is not None:
             if self.default_still is None:
@@ -106,19 +105,17 @@ class AvatarServer:
         log.info("serving on http://%s:%d/", self.config.host, self.port)
         return self
 
-    def _limit_torch_threads(self) -> None:
-        """On CPU, torch's thread pool competing with the video encoder threads for every core
-        stalls single frames for hundreds of ms (measured on 2 cores: 25 fps fell to ~10);
-        leave one core to the media."""
+    def _torch_threads(self) -> int | None:
+        """Torch CPU threads for the inference thread. On CPU, torch's thread pool competing
+        with the video encoder threads for every core stalls single frames for hundreds of
+        ms (measured on 2 cores: 25 fps fell to ~10), so one core is left to the media."""
         import os
 
         import torch
 
         if getattr(self.model, "device", torch.device("cpu")).type != "cpu":
-            return
-        n = self.config.torch_threads or max(1, (os.cpu_count() or 2) - 1)
-        if torch.get_num_threads() > n:
-            torch.set_num_threads(n)
+            return None
+        return self.config.torch_threads or max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Close every client, the broadcast and the worker (each step bounded)."""
