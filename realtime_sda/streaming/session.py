@@ -170,7 +170,11 @@ class AvatarSession:
                 # at most one frame back), not at open
                 self._t0 = now - min(samples.size, self.config.stride) / self.config.audio_rate
             self._write(samples, now)
-        self.worker.notify()
+            # real time: the worker wakes by itself at the next due time; only a frame that is
+            # already due (waiting for this audio) needs it now (fewer wake-ups with many sessions)
+            wake = not self.realtime or now >= self.due_time() - _EPS
+        if wake:
+            self.worker.notify()
 
     def end_audio(self) -> None:
         """No more audio: flush the resampler and the right zero padding, so the remaining
