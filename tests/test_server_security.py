@@ -123,11 +123,11 @@ def server_factory(tiny_model):
     return make
 
 
-def _http_get(port: int, path: str) -> tuple[int, bytes, dict]:
+def _http_get(port: int, path: str, host: str | None = None) -> tuple[int, bytes, dict]:
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", path)  # sent as is: no client-side normalisation of '..'
+    conn.request("GET", path, headers={"Host": host} if host else {})  # path sent as is
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
@@ -207,4 +207,30 @@ def test_server_full_message(server_factory):
                 await asyncio.sleep(0.02)
             async with connect(url) as third:
                 assert json.loads(await third.recv())["type"] == "ready"
+    asyncio.run(main())
+
+
+def test_host_allowed_guards_against_dns_rebinding():
+    from realtime_sda.server.security import host_allowed
+
+    for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080", "127.0.0.2:1", "app.localhost:80"]:
+        assert host_allowed(host, loopback_only=True), host
+    for host in ["evil.example:8080", "192.168.1.5:8080", "", None, "127.0.0.1.evil.example:8080"]:
+        assert not host_allowed(host, loopback_only=True), host
+    assert host_allowed("tv.example:8080", True, frozenset({"http://tv.example:8080"}))
+    assert host_allowed("evil.example:8080", loopback_only=False)  # bound publicly: names unknown
+
+
+def test_rebound_host_name_is_refused(server_factory):
+    """A page on evil.example whose name now points at 127.0.0.1 sends Host: evil.example."""
+
+    async def main():
+        async with server_factory() as srv:
+            status, body, _ = await asyncio.to_thread(_http_get, srv.port, "/", f"evil.example:{srv.port}")
+            assert status == 421 and b"DNS-rebinding" in body
+            status, _, _ = await asyncio.to_thread(_http_get, srv.port, "/ws", f"evil.example:{srv.port}")
+            assert status == 421
+            status, _, _ = await asyncio.to_thread(_http_get, srv.port, "/", f"localhost:{srv.port}")
+            assert status == 200
+
     asyncio.run(main())

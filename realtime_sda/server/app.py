@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import RealtimeSDAError, require
 from .client import Client
-from .security import Limits, origin_allowed, token_matches
+from .security import Limits, host_allowed, origin_allowed, token_matches
 from .signaling import SignalingError, error_message, parse_message
 from .static import WEB_CLIENT_DIR, static_response
 
@@ -151,6 +151,12 @@ class AvatarServer:
     # ---- HTTP ----------------------------------------------------------------------------
     def _process_request(self, connection: Any, request: Any) -> Any:
         path = urlsplit(request.path).path
+        if not host_allowed(request.headers.get("Host"), is_loopback(self.config.host), self.limits.allowed_origins):
+            return connection.respond(
+                HTTPStatus.MISDIRECTED_REQUEST,
+                "this server only answers requests for localhost / 127.0.0.1 (DNS-rebinding guard); "
+                "use --allow-origin to name another host\n",
+            )
         if path in ("/ws", "/push"):
             if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.limits.allowed_origins):
                 return connection.respond(HTTPStatus.FORBIDDEN, "websocket from another origin refused\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import ImageDecodeError
 
-__all__ = ["Limits", "origin_allowed", "token_matches", "decode_image", "ALLOWED_IMAGE_FORMATS"]
+__all__ = ["Limits", "origin_allowed", "host_allowed", "token_matches", "decode_image", "ALLOWED_IMAGE_FORMATS"]
 
 #: Photo formats accepted from the page (Pillow format names); anything else is refused.
 ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "GIF"})
@@ -71,6 +72,26 @@ def _host_port(host_header: str, default_port: int | None) -> str:
     if not sep:
         return f"{host}:{default_port}"
     return f"{name}:{port}"
+
+
+def host_allowed(host_header: str | None, loopback_only: bool, allowed: frozenset[str] = frozenset()) -> bool:
+    """DNS-rebinding guard. A server bound to loopback answers only requests whose ``Host``
+    names this machine (localhost, 127.0.0.0/8, ::1) or an allowed origin's host: a hostile
+    page whose own name was re-pointed to 127.0.0.1 sends its own name and is refused, even
+    though its Origin and Host agree."""
+    if not loopback_only:
+        return True
+    if not host_header:
+        return False
+    name = _host_port(host_header, None).rpartition(":")[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return True
+    except ValueError:
+        pass
+    return any(urlsplit(a).hostname == name for a in allowed)
 
 
 def token_matches(given: str | None, expected: str | None) -> bool:
