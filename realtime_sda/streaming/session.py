@@ -165,14 +165,16 @@ class AvatarSession:
         with self._lock:
             samples = self._resampler.process(pcm, rate)
             now = self.clock.now()
+            was_ready = self._ring.ready() > 0
             if self._ring.total == self._ring.pad_left and self.frames_emitted == 0 and samples.size:
                 # the schedule starts with the first audio (as if it had been recorded live,
                 # at most one frame back), not at open
                 self._t0 = now - min(samples.size, self.config.stride) / self.config.audio_rate
             self._write(samples, now)
-            # real time: the worker wakes by itself at the next due time; only a frame that is
-            # already due (waiting for this audio) needs it now (fewer wake-ups with many sessions)
-            wake = not self.realtime or now >= self.due_time() - _EPS
+            # real time: the worker sleeps until the next due time (or due + grace while the
+            # window is incomplete); wake it only when this audio completes the next window or
+            # a due frame waits for it (one wake-up per frame, not per chunk)
+            wake = not self.realtime or now >= self.due_time() - _EPS or (not was_ready and self._ring.ready() > 0)
         if wake:
             self.worker.notify()
 
