@@ -11,7 +11,9 @@ a live stream.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +92,10 @@ class VideoAnimator:
         segments = deque(window_segments(signal, cfg))  # strided views: no per-frame copy
         still = prepare_still(img, cfg, aligned=aligned)
         total = sum(len(seg) for seg in segments)
-        return Animation(total, to_int16(signal), self._generate(still, segments, seed))
+        job = Animation(total, to_int16(signal), self._generate(still, segments, seed))
+        del signal
+        _release_freed_heap()
+        return job
 
     def _generate(
         self, still: torch.Tensor, segments: "deque[torch.Tensor]", seed: int | None
@@ -142,6 +147,18 @@ class VideoAnimator:
     ) -> Path:
         """Write an MP4 (H.264 + AAC) at this model's frame and audio rates."""
         return save_video(video, audio, path, scale, video_rate=self.video_rate, audio_rate=self.audio_rate)
+
+
+def _release_freed_heap() -> None:
+    """Hand the heap pages freed by the audio preparation (hundreds of MB of temporaries for
+    a long clip) back to the OS before the video grows: glibc keeps them otherwise. A no-op
+    where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _progress(total: int) -> Any:
