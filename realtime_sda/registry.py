@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ def repo_models_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models"
 
 
+def installed_models_dir() -> Path:
+    """Where a wheel install puts the embedded default model."""
+    return Path(sys.prefix) / "share" / "realtime-sda" / "models"
+
+
 def user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "realtime-sda" / "models"
@@ -70,7 +76,10 @@ def user_cache_dir() -> Path:
 def search_dirs() -> list[Path]:
     """Folders searched for a model name, in order."""
     dirs = [Path(p).expanduser() for p in os.environ.get("REALTIME_SDA_MODELS", "").split(os.pathsep) if p]
-    dirs += [repo_models_dir(), user_cache_dir()]
+    dirs.append(repo_models_dir())
+    if installed_models_dir().is_dir() and installed_models_dir() != repo_models_dir():
+        dirs.append(installed_models_dir())
+    dirs.append(user_cache_dir())
     return dirs
 
 

@@ -4,13 +4,23 @@
 from __future__ import annotations
 
 import mimetypes
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["WEB_CLIENT_DIR", "resolve_static", "static_response", "SECURITY_HEADERS"]
 
-#: The page's folder (the repository's ``web_client/``).
-WEB_CLIENT_DIR = Path(__file__).resolve().parents[2] / "web_client"
+
+
+def _web_client_dir() -> Path:
+    """The repository's ``web_client/``, or the copy a wheel install puts under the prefix."""
+    repo = Path(__file__).resolve().parents[2] / "web_client"
+    installed = Path(sys.prefix) / "share" / "realtime-sda" / "web_client"
+    return repo if repo.is_dir() or not installed.is_dir() else installed
+
+
+#: The page's folder.
+WEB_CLIENT_DIR = _web_client_dir()
 
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
