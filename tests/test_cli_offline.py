@@ -71,7 +71,7 @@ def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, shared_example, iso
     image, audio = str(shared_example / "image.bmp"), str(shared_example / "audio.wav")
     args = ["--model", str(tiny_checkpoint)]
     if case == "no-model":
-        args, expected = [], "was not found. Looked in"
+        args, expected = ["--model", "timit"], "was not found. Looked in"
     elif case == "lfs":
         (models / "grid.dat").write_text(LFS_POINTER)
         args, expected = ["--model", "grid"], "git lfs pull"
