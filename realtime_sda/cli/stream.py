@@ -29,6 +29,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "less means lower latency and lower quality")
     p.add_argument("--grace-ms", type=float, default=100.0,
                    help="how late audio may be before a frame is made with silence instead (default 100)")
+    p.add_argument("--max-lag-frames", type=int, default=2,
+                   help="when the picture falls this many frames behind (slow machine), skip ahead to the "
+                   "present (default 2; 0 never skips, so the picture may lag)")
     p.add_argument("--mic-device", default=None, help="microphone index or name (see --list-devices)")
     p.add_argument("--mic-rate", type=int, default=None, help="capture rate in Hz (default: the device's)")
     p.add_argument("--scale", type=int, default=3, help="enlarge the picture this many times (default 3)")
@@ -102,7 +105,8 @@ async def _stream(args: argparse.Namespace, sinks: list[Any]) -> Any:
     await worker.start()
     try:
         session = await worker.open_session(
-            still, seed=args.seed, lookahead_ms=args.lookahead_ms, realtime=True, grace_ms=args.grace_ms
+            still, seed=args.seed, lookahead_ms=args.lookahead_ms, realtime=True, grace_ms=args.grace_ms,
+            catchup_frames=args.max_lag_frames if args.max_lag_frames > 0 else None,
         )
         def started() -> None:
             print(

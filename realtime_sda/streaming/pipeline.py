@@ -26,7 +26,8 @@ class Source(Protocol):
 
 
 class StreamPipeline:
-    """Wire a source and sinks to a session. ``close_session``: close it when stopping."""
+    """Wire a source and sinks to a session. ``close_session``: close it when stopping;
+    ``open_timeout``: how long to wait for the sinks to open before the source starts."""
 
     def __init__(
         self,
@@ -34,11 +35,13 @@ class StreamPipeline:
         source: Source | None = None,
         sinks: Sequence[Sink] = (),
         close_session: bool = True,
+        open_timeout: float = 20.0,
     ) -> None:
         self.session = session
         self.source = source
         self.sinks = list(sinks)
         self.close_session = close_session
+        self.open_timeout = open_timeout
         self.runners: list[SinkRunner] = []
         self._source_task: asyncio.Task[Any] | None = None
         self._stopped = False
@@ -50,6 +53,11 @@ class StreamPipeline:
         self.runners = [SinkRunner(sink, self.session) for sink in self.sinks]
         for r in self.runners:
             r.start()
+        # the source starts once every sink is open (a window shown, a file created), so no
+        # audio is consumed before anyone can see or record the frames
+        deadline = time.monotonic() + self.open_timeout
+        while not all(r.ready.is_set() for r in self.runners) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self.source is not None:
             self._source_task = asyncio.create_task(self.source.run(self.session), name=f"sda-source-{self.session.id}")
 

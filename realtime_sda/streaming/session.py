@@ -26,8 +26,8 @@ at the first audio, if that comes before any frame was made): frame ``i`` is due
   (e.g. a stalled source delivering its backlog at once), the oldest waiting audio is
   dropped in whole frames (counted as ``skipped_frames``) instead of falling behind; it
   leaves the timeline, so the following audio keeps its place on the wall clock.
-- Catch-up: when steps are slower than real time and the next frame is two or more periods
-  behind schedule while newer windows are ready, the timeline jumps to the newest frame due
+- Catch-up: when steps are slower than real time and the next frame is ``catchup_frames``
+  (default 2) or more periods behind schedule while newer windows are ready, the timeline jumps to the newest frame due
   now (the frames in between are never made; their indices are skipped, so ``pts`` stays on
   the wall clock and a viewer sees a lower frame rate, not a growing delay). Producers
   that push audio ahead on purpose (a TTS engine) pass ``max_backlog_ms=None``; their audio is
@@ -94,6 +94,7 @@ class AvatarSession:
         grace_ms: float = 100.0,
         max_backlog_ms: float | None = 120.0,
         buffer_s: float = 10.0,
+        catchup_frames: int | None = 2,
     ) -> None:
         self.id = next(_ids)
         self.config = config
@@ -110,6 +111,8 @@ class AvatarSession:
                 f"{1000.0 * floor / rate:g} ms, got {lookahead_ms}"
             )
         self.lookahead_samples = look
+        if catchup_frames is not None and catchup_frames < 1:
+            raise StreamOptionError(f"catchup_frames must be at least 1 (or None), got {catchup_frames}")
         if grace_ms < 0 or buffer_s <= 0 or (max_backlog_ms is not None and max_backlog_ms < 0):
             raise StreamOptionError(
                 f"grace_ms ({grace_ms}) and max_backlog_ms ({max_backlog_ms}) must be >= 0 and "
@@ -117,7 +120,8 @@ class AvatarSession:
             )
         self.grace_s = max(float(grace_ms), 0.0) / 1000.0
         #: how many periods behind schedule the next frame may be before the timeline jumps
-        self.catchup_frames = 2
+        #: (None: never jump; frames then fall behind the wall clock when steps are slow)
+        self.catchup_frames = catchup_frames
         self.max_backlog_frames = (
             None if max_backlog_ms is None else max(0, math.ceil(float(max_backlog_ms) * rate / 1000.0 / stride))
         )
@@ -294,7 +298,7 @@ class AvatarSession:
                     self._arrivals.append((ring.total, now))
                     self.stats.add(silence_frames=1)
                 n, wall = ring.ready(), self._wall_index(now)
-                if n > 1 and wall - i >= self.catchup_frames:
+                if self.catchup_frames is not None and n > 1 and wall - i >= self.catchup_frames:
                     # behind schedule (steps slower than real time): jump the timeline to the
                     # frame due now, skipping the frames in between (pts stay on wall time)
                     jumped = ring.skip(min(wall - i, n - 1))

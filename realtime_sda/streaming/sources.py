@@ -96,9 +96,11 @@ class FileSource:
         self.samples_pushed = 0
 
     async def run(self, session: "AvatarSession") -> None:
-        start = self.clock.now()
+        start: float | None = None
         elapsed = 0.0
         for pcm, rate in iter_audio_file(self.path, self.chunk_s):
+            if start is None:  # pace from the first chunk (opening the file may take a while)
+                start = self.clock.now() - pcm.shape[0] / rate
             elapsed += pcm.shape[0] / rate
             if self.realtime:
                 await self.clock.sleep_until(start + elapsed)

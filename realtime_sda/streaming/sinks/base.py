@@ -63,6 +63,8 @@ class SinkRunner:
         self.frames_written = 0
         self._stop = threading.Event()
         self._finished = threading.Event()
+        #: set once the sink is open (window shown, file created), or when it failed to open
+        self.ready = threading.Event()
         self._lock = threading.Lock()
         self._started = False
         self.thread = None if sink.external_thread else threading.Thread(target=self.run_here, name=self.name, daemon=True)
@@ -89,6 +91,7 @@ class SinkRunner:
         with self._lock:
             if not self._started:  # never ran (an external host that did not start it)
                 self._started = True
+                self.ready.set()
                 self._finished.set()
 
     def join(self, timeout: float) -> bool:
@@ -103,6 +106,7 @@ class SinkRunner:
         try:
             self._run()
         finally:
+            self.ready.set()
             self._finished.set()
 
     def _run(self) -> None:
@@ -110,6 +114,7 @@ class SinkRunner:
         try:
             self.sink.open(self.session)
             opened = True
+            self.ready.set()
             while not self._stop.is_set() and not self.sink.stop_requested:
                 try:
                     frame = self.queue.get_blocking(0.1)

@@ -118,7 +118,7 @@ class PreviewSink(Sink):
             f"drop {snap.dropped_frames + snap.skipped_frames}  #{frame.index}"
         )
         cv2.imshow(self.title, compose(frame.image, self.scale, status))
-        key = cv2.waitKey(1) & 0xFF
+        key = cv2.waitKey(5) & 0xFF  # also lets Qt paint (1 ms is too short on a busy machine)
         if key in (ord("q"), 27):
             self._stop = True
         elif cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
