@@ -6,8 +6,10 @@ converted to float32 mono at the model rate by a streaming soxr resampler and wr
 ready window, steps the session (batched with the others) and hands the frame to every
 subscriber's bounded drop-oldest queue.
 
-Master clock: the count of model-rate samples fed into the session's stream. Frame ``i``
-covers samples ``[i*stride, (i+1)*stride)`` and has ``pts = i*stride`` (time base 1/rate).
+Master clock: the count of model-rate samples in the session's stream (the audio pushed,
+plus silence filled in, less audio dropped as backlog). Frame ``i`` covers samples
+``[i*stride, (i+1)*stride)`` and has ``pts = i*stride`` (time base 1/rate); indices a
+catch-up skipped are never made.
 
 Latency floor: frame ``i`` needs audio up to ``(i+1)*stride + lookahead``; the model's own
 look-ahead is ``config.lookahead_samples`` (GRID: 4000 samples, 80 ms). ``lookahead_ms`` may
@@ -22,16 +24,16 @@ at the first audio, if that comes before any frame was made): frame ``i`` is due
 - Stall: when a frame's audio is overdue by more than ``grace_ms``, the missing samples are
   filled with silence, so frames keep coming at the video rate; audio arriving later simply
   continues the stream after that silence.
-- No backlog: when a due frame finds more than ``max_backlog_ms`` of further audio waiting
-  (e.g. a stalled source delivering its backlog at once), the oldest waiting audio is
-  dropped in whole frames (counted as ``skipped_frames``) instead of falling behind; it
-  leaves the timeline, so the following audio keeps its place on the wall clock.
+- No backlog: when more than ``max_backlog_ms`` of audio is ready ahead of the schedule (e.g.
+  a stalled source delivering its backlog at once), the oldest of it is dropped in whole
+  frames (counted as ``skipped_frames``) instead of becoming latency; it leaves the timeline,
+  so the following audio keeps its place on the wall clock. Producers that push audio ahead
+  on purpose (a TTS engine) pass ``max_backlog_ms=None``; their audio is then bounded only by
+  the ring buffer (``buffer_s``, overwrite-oldest, counted as overflow).
 - Catch-up: when steps are slower than real time and the next frame is ``catchup_frames``
-  (default 2) or more periods behind schedule while newer windows are ready, the timeline jumps to the newest frame due
-  now (the frames in between are never made; their indices are skipped, so ``pts`` stays on
-  the wall clock and a viewer sees a lower frame rate, not a growing delay). Producers
-  that push audio ahead on purpose (a TTS engine) pass ``max_backlog_ms=None``; their audio is
-  then bounded only by the ring buffer (``buffer_s``, overwrite-oldest, counted as overflow).
+  (default 2) or more periods behind schedule while newer windows are ready, the timeline
+  jumps to the newest frame due now (counted as ``skipped_frames``), so ``pts`` stays on the
+  wall clock and a viewer sees a lower frame rate, not a growing delay. ``None`` disables it.
 
 With ``realtime=False`` frames are made as fast as audio arrives (no pacing, silence or drops):
 offline-equivalent output for files.
