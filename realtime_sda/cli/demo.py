@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..resources import default_avatar_path, synthesize_speech
 
     avatar = Path(args.avatar) if args.avatar else default_avatar_path()
-    animator = VideoAnimator(model_path=args.model, device=args.device)
+    animator = VideoAnimator(model_path=args.model, gpu=None, device=args.device)  # CUDA when present
     with tempfile.TemporaryDirectory(prefix="realtime-sda-demo-") as tmp:
         wav = synthesize_speech(args.text, Path(tmp) / "speech.wav", voice=args.voice)
         video, audio = animator(str(avatar), str(wav), aligned=args.avatar is None, seed=args.seed)
