@@ -24,7 +24,24 @@ from realtime_sda.noise import NoiseSource
 
 from test_stream_pipeline import write_wav
 
-ASOUNDRC = "pcm.!default {\n  type null\n}\nctl.!default {\n  type hw\n  card 0\n}\n"
+# Playback to the null device; capture from ALSA's file plugin reading /dev/zero (the bare
+# null device leaves capture buffers uninitialised, which gave garbage, even NaN, samples).
+ASOUNDRC = """pcm.!default {
+  type asym
+  playback.pcm "null"
+  capture.pcm {
+    type file
+    slave.pcm "null"
+    file "/dev/null"
+    infile "/dev/zero"
+    format "raw"
+  }
+}
+ctl.!default {
+  type hw
+  card 0
+}
+"""
 
 
 @pytest.fixture()

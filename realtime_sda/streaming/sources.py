@@ -170,13 +170,18 @@ class MicrophoneSource:
         self._blocks: deque[np.ndarray] = deque(maxlen=max(1, int(queue_s * 1000.0 / block_ms)))
         self.dropped_blocks = 0
         self.blocks_read = 0
+        self.bad_blocks = 0  # blocks with non-finite samples, zeroed
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if len(self._blocks) == self._blocks.maxlen:
             self.dropped_blocks += 1
-        self._blocks.append(indata[:, 0].copy())
+        block = indata[:, 0].copy()
+        if not np.isfinite(block).all():  # a glitching driver must not end the session
+            self.bad_blocks += 1
+            np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        self._blocks.append(block)
         loop, event = self._loop, self._event
         if loop is not None and event is not None and not event.is_set():
             try:
