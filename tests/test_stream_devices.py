@@ -135,7 +135,7 @@ def test_preview_window_shows_the_face_under_xvfb(tiny_checkpoint, null_audio_ho
     cfg = model.config
     avatar = tmp_path / "avatar.png"
     Image.fromarray((np.random.default_rng(0).random((*cfg.img_size, 3)) * 255).astype(np.uint8)).save(avatar)
-    wav = write_wav(tmp_path / "speech.wav", cfg.audio_rate, 3.0)
+    wav = write_wav(tmp_path / "speech.wav", cfg.audio_rate, 6.0)  # many chances for a clean shot
     still = prepare_still(avatar, cfg, aligned=True)
     windows = audio_windows(load_audio(wav, None, cfg.audio_rate), cfg)
     noise = NoiseSource(cfg.aux_latent, 5).next(windows.shape[0])
@@ -153,7 +153,7 @@ def test_preview_window_shows_the_face_under_xvfb(tiny_checkpoint, null_audio_ho
     try:
         deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline and best[0] > 0:
-            time.sleep(0.2)
+            time.sleep(0.1)
             shot = np.asarray(ImageGrab.grab(xdisplay=xvfb).convert("RGB")).astype(np.int16)
             shots += 1
             # the window: everything that is not the black root window (Xvfb -br)
