@@ -19,6 +19,7 @@ __all__ = [
     "candidates",
     "resolve_model",
     "check_known_hash",
+    "sha256_file",
     "repo_models_dir",
     "user_cache_dir",
 ]
@@ -118,7 +119,8 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -137,7 +139,7 @@ def check_known_hash(path: Path, name: str | None = None) -> bool | None:
     if known is None or known.sha256 is None:
         return None
     size = path.stat().st_size
-    if size == known.size and _sha256(path) == known.sha256:
+    if size == known.size and sha256_file(path) == known.sha256:
         return True
     warnings.warn(
         f"{path} is named like the published '{stem}' checkpoint but differs from it "

@@ -5,12 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from realtime_sda.testing import grid_config, random_model, tiny_config, write_random_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "reference"
 EXAMPLE = SHARED / "example"
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads of a busy
+    CPU make tiny steps 100x slower; results do not depend on it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest

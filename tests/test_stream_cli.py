@@ -6,21 +6,13 @@ import glob
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from realtime_sda.cli import main
 from test_stream_pipeline import write_wav
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads of a busy
-    CPU make tiny steps 100x slower; results do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

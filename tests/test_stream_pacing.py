@@ -12,14 +12,7 @@ import torch
 from realtime_sda.streaming import InferenceWorker, ManualClock
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads of a busy
-    CPU make tiny steps 100x slower; results do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -4,7 +4,6 @@ and hash check, the search path, and where to get what is missing."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,16 +24,9 @@ class ModelStatus:
     source: str
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check(path: Path, size: int, known_size: int | None, known_sha: str | None) -> str:
     from ..checkpoint import LFS_MAGIC
+    from ..registry import sha256_file
 
     with open(path, "rb") as fh:
         if fh.read(len(LFS_MAGIC)) == LFS_MAGIC:
@@ -43,7 +35,7 @@ def _check(path: Path, size: int, known_size: int | None, known_sha: str | None)
         return "unverified"
     if size != known_size:
         return "differs"
-    return "ok" if _sha256(path) == known_sha else "differs"
+    return "ok" if sha256_file(path) == known_sha else "differs"
 
 
 def model_statuses() -> list[ModelStatus]:

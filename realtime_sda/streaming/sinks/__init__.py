@@ -9,8 +9,7 @@ sink skips frames and never slows the others or the inference thread.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
 
 _EXPORTS = {
     "Sink": "base",
@@ -23,13 +22,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'realtime_sda.streaming.sinks' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -157,7 +157,7 @@ class FaceAnimator:
 
     def frame(self, opening: float, rounding: float, blink: float, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One frame: (H, W, 3) uint8 image and its (68, 2) landmarks in output pixels."""
-        ident, hs, ws = self.ident, self.h * _SS, self.w * _SS
+        ident, hs = self.ident, self.h * _SS
         pts = animate_landmarks(self.neutral, hs, ident.max_open, opening, rounding, blink)
         tx, ty, rot, scale = motion
         face_w = self.neutral[16, 0] - self.neutral[0, 0]
