@@ -24,6 +24,21 @@ _TOTAL, _READ, _OVER = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
+def _commit(meta: np.ndarray, n: int, cap: int, stride: int) -> int:
+    """Count ``n`` new samples; when unread audio was overwritten, skip the reader forward in
+    whole windows (drop-oldest) and count the overflow. Returns the windows dropped."""
+    new_total = meta[_TOTAL] + n
+    dropped = 0
+    oldest = new_total - cap  # first sample still held
+    if meta[_READ] < oldest:
+        dropped = (oldest - meta[_READ] + stride - 1) // stride
+        meta[_OVER] += dropped * stride
+        meta[_READ] += dropped * stride
+    meta[_TOTAL] = new_total
+    return dropped
+
+
+@njit(cache=True, nogil=True)
 def _write(buf: np.ndarray, meta: np.ndarray, x: np.ndarray, stride: int) -> int:
     """Append ``x``; returns how many windows were dropped to make room."""
     cap = buf.shape[0]
@@ -38,15 +53,7 @@ def _write(buf: np.ndarray, meta: np.ndarray, x: np.ndarray, stride: int) -> int
         pos += 1
         if pos == cap:
             pos = 0
-    new_total = total + n
-    dropped = 0
-    oldest = new_total - cap  # first sample still held
-    if meta[_READ] < oldest:
-        dropped = (oldest - meta[_READ] + stride - 1) // stride
-        meta[_OVER] += dropped * stride
-        meta[_READ] += dropped * stride
-    meta[_TOTAL] = new_total
-    return dropped
+    return _commit(meta, n, cap, stride)
 
 
 @njit(cache=True, nogil=True)
@@ -60,15 +67,7 @@ def _write_zeros(buf: np.ndarray, meta: np.ndarray, n: int, stride: int) -> int:
         pos += 1
         if pos == cap:
             pos = 0
-    new_total = total + n
-    dropped = 0
-    oldest = new_total - cap
-    if meta[_READ] < oldest:
-        dropped = (oldest - meta[_READ] + stride - 1) // stride
-        meta[_OVER] += dropped * stride
-        meta[_READ] += dropped * stride
-    meta[_TOTAL] = new_total
-    return dropped
+    return _commit(meta, n, cap, stride)
 
 
 @njit(cache=True, nogil=True)
