@@ -2,7 +2,8 @@
 PyAV (no ffmpeg command line).
 
 Frames may be written chunk by chunk (:class:`VideoWriter`), so a long clip never has to be
-held in memory; :func:`save_video` writes a whole (T, 3, H, W) array at once.
+held in memory; :func:`save_video` writes a whole (T, 3, H, W) array at once. Both, and the
+live recorder (``streaming.sinks.RecorderSink``), encode through one :class:`Mp4Muxer`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from .audio import resample, to_float_mono
 from .errors import RealtimeSDAError
 
-__all__ = ["AAC_RATE", "VideoWriter", "save_video", "even_size"]
+__all__ = ["AAC_RATE", "Mp4Muxer", "VideoWriter", "save_video", "even_size"]
 
 #: Sample rate of the AAC track (the model rate, e.g. 50 kHz, is not one AAC supports).
 AAC_RATE = 48000
@@ -50,6 +51,85 @@ def _as_hwc_uint8(frames: Any) -> np.ndarray:
     return arr
 
 
+class Mp4Muxer:
+    """An open MP4 file with an H.264 track (yuv420p, ``size`` (H, W), even) and optionally a
+    mono AAC track at :data:`AAC_RATE`. Video frames carry their frame index as pts; audio
+    blocks are laid end to end. The one place that knows PyAV's encoding calls."""
+
+    def __init__(self, path: str | os.PathLike[str], video_rate: float, size: tuple[int, int], audio: bool,
+                 crf: int = 18, low_latency: bool = False) -> None:
+        import av
+
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+            raise RealtimeSDAError(f"'{self.path}': give an output file ending in .mp4")
+        self.rate = Fraction(video_rate).limit_denominator(1001)
+        self.size = (int(size[0]), int(size[1]))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), mode="w")
+        except (OSError, av.FFmpegError) as exc:
+            raise RealtimeSDAError(f"cannot write '{self.path}': {exc}") from None
+        try:
+            self._video = self._container.add_stream("libx264", rate=self.rate)
+            self._video.height, self._video.width = self.size
+            self._video.pix_fmt = "yuv420p"
+            options = {"crf": str(crf), "preset": "veryfast"}
+            if low_latency:
+                options["tune"] = "zerolatency"
+            self._video.options = options
+            self._audio = self._container.add_stream("aac", rate=AAC_RATE, layout="mono") if audio else None
+        except Exception:
+            self._container.close()
+            raise
+        self.audio_samples = 0  # AAC-rate samples encoded so far
+        self._closed = False
+
+    @property
+    def has_audio(self) -> bool:
+        return self._audio is not None
+
+    def video(self, frame: np.ndarray, index: int) -> None:
+        """Encode one (H, W, 3) uint8 frame of ``size`` shown at ``index / video_rate``."""
+        import av
+
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf.pts = int(index)
+        vf.time_base = 1 / self.rate
+        for packet in self._video.encode(vf):
+            self._container.mux(packet)
+
+    def audio(self, samples: np.ndarray) -> None:
+        """Encode float mono samples at :data:`AAC_RATE`, following those already written."""
+        import av
+
+        if self._audio is None or samples.size == 0:
+            return
+        for lo in range(0, samples.size, _AUDIO_BLOCK):
+            block = np.ascontiguousarray(samples[lo : lo + _AUDIO_BLOCK], np.float32)
+            frame = av.AudioFrame.from_ndarray(block[None, :], format="flt", layout="mono")
+            frame.sample_rate = AAC_RATE
+            frame.pts = self.audio_samples
+            frame.time_base = Fraction(1, AAC_RATE)
+            for packet in self._audio.encode(frame):
+                self._container.mux(packet)
+            self.audio_samples += block.size
+
+    def close(self) -> Path:
+        """Flush both encoders and finish the file (idempotent)."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        try:
+            for stream in (self._audio, self._video):
+                if stream is not None:
+                    for packet in stream.encode(None):
+                        self._container.mux(packet)
+        finally:
+            self._container.close()
+        return self.path
+
+
 class VideoWriter:
     """An MP4 file being written: H.264 frames at ``video_rate``, optional AAC audio track.
 
@@ -67,38 +147,17 @@ class VideoWriter:
         scale: float | None = None,
         crf: int = 18,
     ) -> None:
-        import av
-
         self.path = Path(path)
-        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-            raise RealtimeSDAError(f"'{self.path}': give an output file ending in .mp4")
         self.src_size = (int(frame_size[0]), int(frame_size[1]))
         self.size = even_size(*self.src_size, scale)
-        self.rate = Fraction(video_rate).limit_denominator(1001)
         self._audio: np.ndarray | None = None
         if audio is not None:
             if audio_rate is None:
                 raise RealtimeSDAError("audio_rate is needed to write an audio track")
             self._audio = resample(to_float_mono(audio), int(audio_rate), AAC_RATE)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), mode="w")
-        except (OSError, av.FFmpegError) as exc:
-            raise RealtimeSDAError(f"cannot write '{self.path}': {exc}") from None
-        try:
-            self._video = self._container.add_stream("libx264", rate=self.rate)
-            self._video.height, self._video.width = self.size
-            self._video.pix_fmt = "yuv420p"
-            self._video.options = {"crf": str(crf), "preset": "veryfast"}
-            self._astream = None
-            if self._audio is not None:
-                self._astream = self._container.add_stream("aac", rate=AAC_RATE, layout="mono")
-        except Exception:
-            self._container.close()
-            raise
+        self._mux = Mp4Muxer(self.path, video_rate, self.size, audio=self._audio is not None, crf=crf)
+        self.rate = self._mux.rate
         self.frames_written = 0
-        self._audio_pos = 0
-        self._closed = False
 
     def _fit(self, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] == self.size:
@@ -112,52 +171,29 @@ class VideoWriter:
         return np.asarray(Image.fromarray(frame).resize((w, h), Image.Resampling.BICUBIC))
 
     def _write_audio_until(self, stop: int) -> None:
-        import av
-
-        assert self._audio is not None and self._astream is not None
+        assert self._audio is not None
         stop = min(stop, len(self._audio))
-        while self._audio_pos < stop:
-            end = min(self._audio_pos + _AUDIO_BLOCK, stop)
-            block = self._audio[self._audio_pos : end]
-            frame = av.AudioFrame.from_ndarray(block[None, :], format="flt", layout="mono")
-            frame.sample_rate = AAC_RATE
-            frame.pts = self._audio_pos
-            frame.time_base = Fraction(1, AAC_RATE)
-            for packet in self._astream.encode(frame):
-                self._container.mux(packet)
-            self._audio_pos = end
+        if stop > self._mux.audio_samples:
+            self._mux.audio(self._audio[self._mux.audio_samples : stop])
 
     def write(self, frames: Any) -> None:
         """Append frames: (t, 3, H, W) or (t, H, W, 3), uint8 (float taken as 0-255)."""
-        import av
-
         chunk = _as_hwc_uint8(frames)
         if chunk.shape[1:3] != self.src_size:
             raise RealtimeSDAError(f"frames are {chunk.shape[1:3]}, this writer was opened for {self.src_size}")
         for frame in chunk:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(frame)), format="rgb24")
-            vf.pts = self.frames_written
-            vf.time_base = 1 / self.rate
-            for packet in self._video.encode(vf):
-                self._container.mux(packet)
+            self._mux.video(self._fit(frame), self.frames_written)
             self.frames_written += 1
             if self._audio is not None:
                 self._write_audio_until(int(round(self.frames_written / self.rate * AAC_RATE)))
 
     def close(self) -> Path:
         """Write the rest of the audio, flush the encoders and finish the file."""
-        if self._closed:
-            return self.path
-        self._closed = True
         try:
-            if self._audio is not None and self._astream is not None:
+            if self._audio is not None and not self._mux._closed:
                 self._write_audio_until(len(self._audio))
-                for packet in self._astream.encode(None):
-                    self._container.mux(packet)
-            for packet in self._video.encode(None):
-                self._container.mux(packet)
         finally:
-            self._container.close()
+            self._mux.close()
         return self.path
 
     def __enter__(self) -> "VideoWriter":

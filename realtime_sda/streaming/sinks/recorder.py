@@ -8,13 +8,13 @@ at ``i / video_rate``; the audio track is each frame's own ``stride`` samples, r
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import RealtimeSDAError
+from ...video_io import AAC_RATE, Mp4Muxer
 from ..frames import VideoFrame
 from ..resample import StreamResampler
 from .base import Sink
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from ..stats import StreamStats
 
 __all__ = ["RecorderSink", "AAC_RATE"]
-
-AAC_RATE = 48000
 
 
 class RecorderSink(Sink):
@@ -41,73 +39,41 @@ class RecorderSink(Sink):
         self.audio = audio
         self.queue_size = queue_size
         self.frames_written = 0
-        self._container: Any = None
+        self._mux: Mp4Muxer | None = None
 
     def open(self, session: "AvatarSession") -> None:
-        import av
-
         cfg = session.config
         h, w = cfg.img_size
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._rate = Fraction(cfg.video_rate).limit_denominator(1001)
         self._stride = cfg.stride
-        self._container = av.open(str(self.path), mode="w")
-        self._video = self._container.add_stream("libx264", rate=self._rate)
-        self._video.height, self._video.width = h + h % 2, w + w % 2
-        self._video.pix_fmt = "yuv420p"
-        self._video.options = {"crf": str(self.crf), "preset": "veryfast", "tune": "zerolatency"}
-        self._astream = None
+        self._mux = Mp4Muxer(self.path, cfg.video_rate, (h + h % 2, w + w % 2), audio=self.audio,
+                             crf=self.crf, low_latency=True)
         if self.audio:
-            self._astream = self._container.add_stream("aac", rate=AAC_RATE, layout="mono")
             self._resampler = StreamResampler(AAC_RATE)
             self._audio_in = 0  # model-rate samples given to the resampler
-            self._audio_pts = 0  # AAC-rate samples encoded
 
     def write(self, frame: VideoFrame, stats: "StreamStats") -> None:
-        import av
-
+        assert self._mux is not None, "open() first"
         img = frame.image
-        h, w = self._video.height, self._video.width
+        h, w = self._mux.size
         if img.shape[:2] != (h, w):
             img = np.pad(img, ((0, h - img.shape[0]), (0, w - img.shape[1]), (0, 0)), mode="edge")
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-        vf.pts = frame.pts // self._stride
-        vf.time_base = 1 / self._rate
-        for packet in self._video.encode(vf):
-            self._container.mux(packet)
+        self._mux.video(img, frame.pts // self._stride)
         self.frames_written += 1
-        if self._astream is not None:
+        if self._mux.has_audio:
             # frames skipped by a slow queue get silence, so the audio keeps the pts timeline
             audio = frame.audio
             if frame.pts > self._audio_in:
                 audio = np.concatenate([np.zeros(frame.pts - self._audio_in, np.float32), audio])
             self._audio_in = frame.pts + frame.audio.size
-            self._encode_audio(self._resampler.process(audio, frame.audio_rate))
-
-    def _encode_audio(self, samples: np.ndarray) -> None:
-        import av
-
-        if samples.size == 0:
-            return
-        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32)[None, :], format="flt", layout="mono")
-        af.sample_rate = AAC_RATE
-        af.pts = self._audio_pts
-        af.time_base = Fraction(1, AAC_RATE)
-        for packet in self._astream.encode(af):
-            self._container.mux(packet)
-        self._audio_pts += samples.size
+            self._mux.audio(self._resampler.process(audio, frame.audio_rate))
 
     def close(self) -> None:
-        if self._container is None:
+        if self._mux is None:
             return
         try:
-            if self._astream is not None:
+            if self._mux.has_audio:
                 for tail in self._resampler.flush():
-                    self._encode_audio(tail)
-                for packet in self._astream.encode(None):
-                    self._container.mux(packet)
-            for packet in self._video.encode(None):
-                self._container.mux(packet)
+                    self._mux.audio(tail)
         finally:
-            self._container.close()
-            self._container = None
+            self._mux.close()
+            self._mux = None
