@@ -34,6 +34,10 @@ class TrainConfig:
     w_seq: float = 0.2
     w_l1: float = 600.0
     w_l1_face: float = 0.0  # L1 over the whole frame (not in the paper; helps short runs)
+    w_l1_eyes: float = 0.0  # L1 over the eyes and brows (not in the paper; with blink_rate)
+    blink_rate: float = 0.0  # >0: blink-conditioned noise at this many blinks/s (blinks.py)
+    blink_crops: float = 0.0  # fraction of training windows placed to hold a blink onset
+    init_from: str = ""  # checkpoint (path or registry name) to start the networks from
     lr_gen: float = 1e-4
     lr_frame: float = 1e-4
     lr_seq: float = 1e-5
@@ -94,6 +98,10 @@ class TrainConfig:
                 f"clip_frames ({cfg.clip_frames}) is too short for off-sync pairs of sync_frames ({cfg.sync_frames}); "
                 f"use at least {cfg.sync_frames + cfg.sync_frames // 2 + 1}"
             )
+        if not 0.0 <= cfg.blink_rate < 0.5 * float(cfg.model.get("video_rate", 25.0)):
+            raise TrainConfigError(f"blink_rate must be 0 (off) or a rate in blinks per second such as 0.3, got {cfg.blink_rate}")
+        if not 0.0 <= cfg.blink_crops <= 1.0:
+            raise TrainConfigError(f"blink_crops is a fraction of windows in [0, 1], got {cfg.blink_crops}")
         if cfg.batch_size < 2:
             raise TrainConfigError("batch_size must be at least 2 (BatchNorm needs more than one sample)")
         return cfg

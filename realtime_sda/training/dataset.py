@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetFormatError
+from .blinks import blink_spans, blink_targets
 
 __all__ = [
     "DatasetFormatError",
@@ -137,11 +138,14 @@ class ClipDataset(torch.utils.data.Dataset):
 
     Each item: ``still`` (3, H, W) a random frame of the same clip, ``frames`` (T, 3, H, W)
     and ``windows`` (T, feat) audio windows; images in [-1, 1]. Also ``clip`` (index) and
-    ``start`` so that a sync discriminator can draw shifted audio from the same clip.
+    ``start`` so that a sync discriminator can draw shifted audio from the same clip, and the
+    blinks in the window (:mod:`.blinks`): ``onsets`` (T,), ``explained`` (T,) and
+    ``blinks_known`` (1.0 when the clip has landmarks). ``blink_crops`` is the fraction of
+    windows placed so that they contain a blink onset (when the clip has one).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str | None, length: int, feat: int,
-                 img_size: tuple[int, int] | None = None, seed: int = 0) -> None:
+                 img_size: tuple[int, int] | None = None, seed: int = 0, blink_crops: float = 0.0) -> None:
         self.root = Path(root)
         self.meta = read_meta(root)
         if img_size is not None and tuple(self.meta["img_size"]) != tuple(img_size):
@@ -155,6 +159,24 @@ class ClipDataset(torch.utils.data.Dataset):
         self.length, self.feat = length, feat
         self.stride = int(round(self.meta["audio_rate"] / self.meta["fps"]))
         self.rng = np.random.default_rng(seed)
+        self.blink_crops = blink_crops
+        self._spans: dict[int, list[tuple[int, int]] | None] = {}
+
+    def blink_spans(self, i: int, clip: dict[str, np.ndarray]) -> list[tuple[int, int]] | None:
+        """The blinks of clip ``i`` (cached), None when it has no landmarks."""
+        if i not in self._spans:
+            self._spans[i] = blink_spans(clip["landmarks"]) if "landmarks" in clip else None
+        return self._spans[i]
+
+    def _start(self, frames: int, spans: list[tuple[int, int]] | None) -> int:
+        """A random window start; with probability ``blink_crops`` one whose window holds an
+        onset at least a blink's length before its end (the whole blink shows)."""
+        if spans and self.rng.random() < self.blink_crops:
+            onset = spans[int(self.rng.integers(0, len(spans)))][0]
+            lo, hi = max(0, onset - self.length + 6), min(onset, frames - self.length)
+            if hi >= lo:
+                return int(self.rng.integers(lo, hi + 1))
+        return int(self.rng.integers(0, frames - self.length + 1))
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -165,11 +187,14 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         info = self.clips[i]
         clip = load_clip(self.root, info.id)
-        start = int(self.rng.integers(0, info.frames - self.length + 1))
+        spans = self.blink_spans(i, clip)
+        start = self._start(info.frames, spans)
         still_i = int(self.rng.integers(0, info.frames))
         frames = np.asarray(clip["frames"][start : start + self.length])
         still = np.asarray(clip["frames"][still_i])
         windows = clip_windows(np.asarray(clip["audio"]), start, self.length, self.stride, self.feat)
+
+        onsets, explained = blink_targets(spans or [], start, self.length)
 
         def img(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.array(x, copy=True)).float().div(127.5).sub(1.0)
@@ -180,6 +205,9 @@ class ClipDataset(torch.utils.data.Dataset):
             "windows": torch.from_numpy(windows),
             "clip": torch.tensor(i),
             "start": torch.tensor(start),
+            "onsets": torch.from_numpy(onsets),
+            "explained": torch.from_numpy(explained),
+            "blinks_known": torch.tensor(float(spans is not None)),
         }
 
     def iter_clips(self) -> Iterator[tuple[ClipInfo, dict[str, np.ndarray]]]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import RealtimeSDAError
+from .blinks import count_blinks, eye_aspect_ratio
 
 __all__ = [
     "psnr",
@@ -97,20 +98,6 @@ def mouth_opening(marks: np.ndarray) -> np.ndarray:
     """(T, 68, 2) -> (T,) inner-lip gap (mean of 61-67, 62-66, 63-65) over the mouth width."""
     gap = np.linalg.norm(marks[:, [61, 62, 63]] - marks[:, [67, 66, 65]], axis=2).mean(axis=1)
     return gap / np.linalg.norm(marks[:, 54] - marks[:, 48], axis=1)
-
-
-def eye_aspect_ratio(marks: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) -> (T,) eye aspect ratio (Soukupova & Cech 2016), both eyes averaged."""
-    def ear(e: np.ndarray) -> np.ndarray:
-        v = np.linalg.norm(e[:, 1] - e[:, 5], axis=1) + np.linalg.norm(e[:, 2] - e[:, 4], axis=1)
-        return v / (2 * np.linalg.norm(e[:, 0] - e[:, 3], axis=1))
-    return (ear(marks[:, 36:42]) + ear(marks[:, 42:48])) / 2
-
-
-def count_blinks(ear: np.ndarray, drop: float = 0.75) -> int:
-    """Closures: runs of frames whose EAR falls below ``drop`` x the clip's median EAR."""
-    closed = ear < drop * np.median(ear)
-    return int(np.sum(closed[1:] & ~closed[:-1]) + closed[0])
 
 
 def lip_sync_score(generated: np.ndarray, real: np.ndarray) -> float:

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import NOISE_STD
 from ..model import SDAModel
+from .blinks import blink_noise, eye_box, onset_threshold
 from .config import TrainConfig, TrainConfigError
 from .dataset import ClipDataset, clip_windows, load_clip, read_meta
 from .frame_disc import FrameDiscriminator
@@ -130,6 +132,22 @@ def _resume(out: Path, model: SDAModel, d: Discriminators, opts: dict[str, torch
     return int(state["step"])
 
 
+def _init_from(model: SDAModel, name: str) -> None:
+    """Start the networks from another checkpoint of the same shapes (fine-tuning)."""
+    from ..errors import StateDictMismatchError
+    from ..loading import load_model
+
+    src = load_model(name, "cpu")
+    for part in ("encoder", "encoder_id", "generator"):
+        try:
+            getattr(model, part).load_state_dict(getattr(src, part).state_dict())
+        except RuntimeError as exc:
+            raise StateDictMismatchError(
+                f"init_from {name!r}: its {part} does not fit the configured model ({str(exc).splitlines()[0]}); "
+                "set the config's model fields to that checkpoint's (img_size, audio_rate, width, ...)"
+            ) from None
+
+
 def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     """Train (or resume training) as ``cfg`` says; returns the path of the last checkpoint."""
     from tqdm import tqdm
@@ -148,7 +166,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             f"the model wants {mcfg.audio_rate} Hz / {mcfg.video_rate} fps but the dataset has "
             f"{meta['audio_rate']} Hz / {meta['fps']} fps; set model.audio_rate / video_rate to match"
         )
-    ds = ClipDataset(cfg.data, cfg.train_split, cfg.clip_frames, mcfg.audio_feat_samples, mcfg.img_size, cfg.seed)
+    ds = ClipDataset(cfg.data, cfg.train_split, cfg.clip_frames, mcfg.audio_feat_samples, mcfg.img_size, cfg.seed,
+                     blink_crops=cfg.blink_crops)
     model = SDAModel(mcfg).to(device).train()
     d = build_discriminators(cfg, model)
     for net in (d.frame, d.seq, d.sync):
@@ -170,8 +189,13 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
         for name, opt in opts.items():  # the config, not the saved state, sets the rates
             for group in opt.param_groups:
                 group["lr"] = lrs[name]
+    elif cfg.init_from:
+        _init_from(model, cfg.init_from)
+    tau = onset_threshold(cfg.blink_rate, float(mcfg.video_rate), NOISE_STD) if cfg.blink_rate > 0 else None
+    eyes = eye_box(mcfg.mean_face, mcfg.img_size) if cfg.w_l1_eyes > 0 else None
     sample_clip = ds.clips[0].id
-    weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1, "l1_face": cfg.w_l1_face}
+    weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1, "l1_face": cfg.w_l1_face,
+               "l1_eyes": cfg.w_l1_eyes}
     started = time.monotonic()
     log = (out / "metrics.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress, desc="train", unit="step")
@@ -182,8 +206,12 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             batch = _batch(ds, cfg.batch_size, gen, device)
             still, real, windows = batch["still"], batch["frames"], batch["windows"]
             s = sync_slices(cfg.clip_frames, cfg.sync_frames, mcfg.stride, mcfg.pad_left, gen)
+            noise = explained = None
+            if tau is not None:  # noise that explains the real blinks (blinks.py)
+                noise = blink_noise(batch["onsets"], batch["blinks_known"], mcfg.aux_latent, NOISE_STD, tau, gen)
+                explained = batch["explained"]
             with _autocast(device, cfg.amp):
-                fake = generate_train(model, still, windows)
+                fake = generate_train(model, still, windows, noise)
 
             # discriminators: real vs generated (and, for sync, vs off-sync audio)
             for opt in opts.values():
@@ -198,7 +226,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             for opt in opts.values():
                 opt.zero_grad(set_to_none=True)
             with _autocast(device, cfg.amp):
-                g_losses = generator_losses(d, still, real, fake, windows, s)
+                g_losses = generator_losses(d, still, real, fake, windows, s, explained, eyes)
                 g_total = sum(weights[k] * v for k, v in g_losses.items())
             scaler.scale(g_total).backward()
             scaler.step(opts["gen"])

@@ -12,7 +12,7 @@ from .frame_disc import FrameDiscriminator
 from .sequence_disc import SequenceDiscriminator
 from .sync_disc import SyncDiscriminator, mouth_region, sync_audio
 
-__all__ = ["Discriminators", "SyncSlices", "bce", "l1_lower_face", "sync_slices", "discriminator_losses",
+__all__ = ["Discriminators", "SyncSlices", "bce", "l1_lower_face", "masked_l1", "sync_slices", "discriminator_losses",
            "generator_losses"]
 
 
@@ -80,16 +80,31 @@ def discriminator_losses(d: Discriminators, still: torch.Tensor, real: torch.Ten
     return {"d_frame": frame, "d_seq": seq, "d_sync": sync_real + 0.5 * (sync_off + sync_fake)}
 
 
+def masked_l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean absolute error of (B, T, 3, H, W) frames, frames weighted by ``weight`` (B, T)."""
+    err = (fake.float() - real.float()).abs().mean(dim=(2, 3, 4))
+    if weight is None:
+        return err.mean()
+    return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def generator_losses(d: Discriminators, still: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
-                     windows: torch.Tensor, s: SyncSlices) -> dict[str, torch.Tensor]:
+                     windows: torch.Tensor, s: SyncSlices, explained: torch.Tensor | None = None,
+                     eyes: tuple[int, int, int, int] | None = None) -> dict[str, torch.Tensor]:
     """The generator's terms, unweighted: it wants every discriminator to say "real". Besides
     the paper's lower-face L1, ``l1_face`` is the L1 over the whole frame (weight 0 by default;
-    a short training run needs it to learn the upper face from the skips quickly)."""
+    a short training run needs it to learn the upper face from the skips quickly) and
+    ``l1_eyes`` the L1 over the ``eyes`` box (top, bottom, left, right). Both skip frames
+    whose eyelids the noise cannot explain (``explained`` (B, T) 0: see :mod:`.blinks`)."""
     t = real.shape[1]
-    return {
+    out = {
         "g_frame": bce(d.frame(_still_per_frame(still, t), fake.flatten(0, 1)), True),
         "g_seq": bce(d.seq(fake, windows), True),
         "g_sync": bce(d.sync(*_sync_inputs(fake, windows, s, s.a)), True),
         "l1": l1_lower_face(fake, real),
-        "l1_face": (fake.float() - real.float()).abs().mean(),
+        "l1_face": masked_l1(fake, real, explained),
     }
+    if eyes is not None:
+        top, bottom, left, right = eyes
+        out["l1_eyes"] = masked_l1(fake[..., top:bottom, left:right], real[..., top:bottom, left:right], explained)
+    return out
