@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broadcast", action="store_true", help="run one broadcast avatar fed by /push that viewers watch")
     p.add_argument("--broadcast-audio", default=None, metavar="FILE", help="feed the broadcast avatar from this audio file (looped)")
     p.add_argument("--lookahead-ms", type=float, default=None, help="less look-ahead than the model's own (lower latency, less quality)")
+    p.add_argument("--audio-prefetch", type=int, default=1, metavar="N",
+                   help="microphone packets (20 ms each) the server's WebRTC receiver holds before decoding "
+                        "(default 1, lowest latency, for loopback and a LAN; aiortc's own default is 4). More "
+                        "prefetch absorbs network jitter and packet reordering, at 20 ms of latency per packet")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.set_defaults(func=run)
 
@@ -35,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import RealtimeSDAError
     from ..server import AvatarServer, Limits, ServerConfig, load_still
 
+    if args.audio_prefetch < 0:
+        raise RealtimeSDAError(f"--audio-prefetch must be 0 or more, got {args.audio_prefetch}")
     if args.max_sessions < 1:
         raise RealtimeSDAError(f"--max-sessions must be at least 1, got {args.max_sessions}")
     from ..loading import load_model
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, ice_servers=list(args.ice_server), token=args.token,
         limits=Limits(max_sessions=args.max_sessions, allowed_origins=frozenset(args.allow_origin)),
         broadcast=args.broadcast, broadcast_audio=Path(args.broadcast_audio) if args.broadcast_audio else None,
-        lookahead_ms=args.lookahead_ms,
+        lookahead_ms=args.lookahead_ms, audio_prefetch=args.audio_prefetch,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 

@@ -105,7 +105,8 @@ class Client:
             still = self.still if self.still is not None else server.default_still
             if still is None:
                 raise SignalingError("no_avatar", "choose a photo first: this server has no default avatar")
-        peer = PeerSession(server.ice_servers, float(server.model.config.video_rate), self.name)
+        peer = PeerSession(server.ice_servers, float(server.model.config.video_rate), self.name,
+                           audio_prefetch=server.config.audio_prefetch)
         self.peer = peer
         answer = await peer.answer(msg.sdp or "", want_mic=msg.mode == "mic")
         if msg.mode == "watch":

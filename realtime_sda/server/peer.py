@@ -14,9 +14,13 @@ from .signaling import SignalingError
 from .tasks import cancel_and_wait
 from .tracks import ViewerSink, make_tracks
 
-__all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to"]
+__all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to", "set_audio_prefetch", "DEFAULT_AUDIO_PREFETCH"]
 
 log = logging.getLogger(__name__)
+
+#: aiortc's own receive prefetch is 4 packets (80 ms of Opus at 20 ms per packet)
+DEFAULT_AUDIO_PREFETCH = 1
+_prefetch_warned = False
 
 
 def audio_frame_to_mono(frame: Any) -> np.ndarray:
@@ -46,15 +50,37 @@ def restrict_ice_to(addresses: list[str]) -> None:
     ice.get_host_addresses = get_host_addresses
 
 
+def set_audio_prefetch(receiver: Any, packets: int) -> bool:
+    """Make an aiortc audio receiver hand packets to the decoder after ``packets`` later ones
+    have arrived (aiortc: 4, i.e. 80 ms; each packet is 20 ms).
+
+    aiortc has no public setting for this: the receiver's private jitter buffer is changed
+    when it has the expected shape. If it does not (another aiortc version), a warning is
+    logged once and aiortc's default stays. Returns whether the setting was applied.
+    """
+    global _prefetch_warned
+    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if buffer is not None and isinstance(getattr(buffer, "_prefetch", None), int):
+        buffer._prefetch = max(int(packets), 0)
+        return True
+    if not _prefetch_warned:
+        _prefetch_warned = True
+        log.warning("this aiortc version has no audio jitter buffer prefetch to set; "
+                    "microphone audio keeps aiortc's default receive delay")
+    return False
+
+
 class PeerSession:
     """An ``RTCPeerConnection`` that sends one viewer's avatar tracks (both in one
     MediaStream) and, in ``mic`` mode, hands the received microphone audio to ``on_audio``."""
 
-    def __init__(self, ice_servers: list[str], video_rate: float, name: str) -> None:
+    def __init__(self, ice_servers: list[str], video_rate: float, name: str,
+                 audio_prefetch: int | None = DEFAULT_AUDIO_PREFETCH) -> None:
         aiortc = require("aiortc", "server", "The WebRTC server")
         config = aiortc.RTCConfiguration(iceServers=[aiortc.RTCIceServer(urls=u) for u in ice_servers])
         self.pc = aiortc.RTCPeerConnection(configuration=config)
         self.name = name
+        self.audio_prefetch = audio_prefetch  # None: aiortc's default
         self.sink = ViewerSink(period_s=1.0 / video_rate)
         self.video, self.audio = make_tracks(self.sink, video_rate)
         self._mic_task: asyncio.Task[None] | None = None
@@ -80,6 +106,10 @@ class PeerSession:
         except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError... on bad SDP
             raise SignalingError("bad_sdp", f"the offer could not be used: {type(exc).__name__}: {str(exc)[:200]}") from None
         kinds = {t.kind for t in self.pc.getTransceivers()}
+        if self.audio_prefetch is not None and want_mic:
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    set_audio_prefetch(transceiver.receiver, self.audio_prefetch)
         if "video" not in kinds:
             raise SignalingError("bad_sdp", "the offer has no video section: offer to receive video (and audio)")
         # addTrack reuses the offered transceivers; a peer connection gives all its senders
