@@ -22,8 +22,12 @@ at the first audio, if that comes before any frame was made): frame ``i`` is due
 
 - Pacing: a ready frame is not emitted before it is due (pushed-ahead audio plays at 1x).
 - Stall: when a frame's audio is overdue by more than ``grace_ms``, the missing samples are
-  filled with silence, so frames keep coming at the video rate; audio arriving later simply
-  continues the stream after that silence.
+  filled with silence, so frames keep coming at the video rate. Live sources (those with a
+  ``max_backlog_ms``) stay on the wall clock afterwards: the first audio after the stall is
+  placed at its wall-clock position (silence fills the gap, so a source that paused resumes
+  on time), and late audio whose time was already filled with silence is dropped as far as
+  it runs ahead of the schedule (counted as ``skipped_frames``), so a stall never turns into
+  lasting latency. Other producers' audio continues the stream after the silence.
 - No backlog: when more than ``max_backlog_ms`` of audio is ready ahead of the schedule (e.g.
   a stalled source delivering its backlog at once), the oldest of it is dropped in whole
   frames (counted as ``skipped_frames``) instead of becoming latency; it leaves the timeline,
@@ -143,6 +147,11 @@ class AvatarSession:
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (total after write, time)
         self._subscribers: list[FrameQueue[VideoFrame]] = []
         self._t0 = clock.now()
+        #: live source (pushed in real time): kept on the wall clock after stalls
+        self._live = self.realtime and self.max_backlog_frames is not None
+        self._stalled = False  # silence was filled in since the last audio
+        self._debt = 0  # samples of silence that stood in for audio that may still arrive
+        self._late_dropped = 0  # samples of late audio dropped
         self._audio_ended = False
         self.closed = False
         self.finished = False
@@ -176,6 +185,8 @@ class AvatarSession:
                 # the schedule starts with the first audio (as if it had been recorded live,
                 # at most one frame back), not at open
                 self._t0 = now - min(samples.size, self.config.stride) / self.config.audio_rate
+            if self._live and samples.size:
+                samples = self._keep_on_wall(samples, now)
             self._write(samples, now)
             # real time: the worker sleeps until the next due time (or due + grace while the
             # window is incomplete); wake it only when this audio completes the next window or
@@ -204,6 +215,40 @@ class AvatarSession:
             if dropped:  # overwritten unread audio leaves the timeline
                 self._offset += dropped
                 self.stats.add(overflow_frames=dropped)
+
+    def _master_total(self) -> int:
+        """Samples of the master timeline so far (audio and silence, less what was dropped)."""
+        return self._ring.total - self._ring.pad_left - self._offset * self.config.stride
+
+    def _keep_on_wall(self, samples: np.ndarray, now: float) -> np.ndarray:
+        """Live sources after a stall (lock held): the part of ``samples`` to write.
+
+        The schedule expects ``(now - t0) * rate`` samples by now. The first audio after a
+        stall is placed to end there (silence fills the gap: a paused source resumes on time,
+        not ``grace`` late); while silence stands in for audio that may still arrive, audio
+        running ahead of the schedule is that late audio: it is dropped, up to the silence.
+        """
+        wall = (now - self._t0) * self.config.audio_rate
+        resumed = self._stalled
+        if resumed:
+            self._stalled = False
+            gap = min(int(wall) - samples.size - self._master_total(), self._ring.capacity - self._ring.feat)
+            if gap > 0:
+                self._write(np.zeros(gap, np.float32), now)
+                self._debt += gap
+        if self._debt <= 0:
+            return samples
+        lead = self._master_total() + samples.size - int(wall)
+        if lead <= 0 and not resumed:  # audio arrives on time again: nothing late is left
+            self._debt = 0
+            return samples
+        drop = min(self._debt, max(lead, 0), samples.size)
+        if drop:
+            stride = self.config.stride
+            self._debt -= drop
+            before, self._late_dropped = self._late_dropped, self._late_dropped + drop
+            self.stats.add(skipped_frames=self._late_dropped // stride - before // stride)
+        return samples[drop:]
 
     def buffered_seconds(self) -> float:
         """Audio waiting beyond what the next frame needs (what a fast producer should bound)."""
@@ -296,8 +341,11 @@ class AvatarSession:
                 if now < due:
                     return False
                 if ring.ready() == 0 and not ring.ended and now >= due + self.grace_s:
-                    ring.write_silence(ring.missing())
+                    missing = ring.missing()
+                    ring.write_silence(missing)
                     self._arrivals.append((ring.total, now))
+                    self._stalled = True
+                    self._debt += missing
                     self.stats.add(silence_frames=1)
                 n, wall = ring.ready(), self._wall_index(now)
                 if self.catchup_frames is not None and n > 1 and wall - i >= self.catchup_frames:
