@@ -33,6 +33,7 @@ __all__ = ["MediaClock", "ViewerSink", "AvatarVideoTrack", "AvatarAudioTrack", "
 OUT_AUDIO_RATE = 48000  # Opus
 VIDEO_CLOCK = 90000  # RTP video clock
 AUDIO_PTIME_SAMPLES = OUT_AUDIO_RATE // 50  # 20 ms
+MIN_SLACK_S = 0.005  # a frame arriving closer than this to its slot (or after it) moves playback later
 
 
 def _master_seconds(frame: Any) -> float:
@@ -45,8 +46,9 @@ class MediaClock:
     Output time ``tau = master + shift``; media with output time ``tau`` is sent at
     ``origin + tau`` (monotonic seconds). The playout delay adapts both ways:
 
-    - the newest frame arriving later than one period past its slot moves playback later
-      (``slip``: the producer fell behind, e.g. after a stall);
+    - a frame arriving less than ``MIN_SLACK_S`` before its slot moves playback later (``slip``: its audio came too late
+      for its first packet; e.g. the first frame, which fixed the mapping, came early, or the
+      producer fell behind after a stall), so it settles at the latest arrivals plus the margin;
     - frames arriving consistently early (for ``window`` frames, by more than the margin plus
       one period) move it earlier again (``observe``), skipping that much media, so a
       transient stall does not leave the latency raised for good.
@@ -110,12 +112,15 @@ class ViewerSink:
     oldest frame (a slow peer sees fewer frames, never later ones); the audio queue holds
     ``audio_queue`` periods and drops the oldest likewise."""
 
-    def __init__(self, video_queue: int = 3, audio_queue: int = 50, period_s: float = 0.04) -> None:
+    def __init__(self, video_queue: int = 3, audio_queue: int = 50, period_s: float = 0.04,
+                 margin_s: float | None = None) -> None:
         self.video: deque[tuple[Any, float]] = deque(maxlen=video_queue)  # (frame, arrival)
         self.audio: deque[Any] = deque(maxlen=audio_queue)
         self._video_ready = asyncio.Event()
         self._audio_ready = asyncio.Event()
-        self.clock = MediaClock(margin_s=period_s, period_s=period_s)
+        # the playout margin absorbs how unevenly frames arrive (their audio must be here
+        # before its first 20 ms packet is due); half a period by default
+        self.clock = MediaClock(margin_s=period_s / 2 if margin_s is None else margin_s, period_s=period_s)
         self.closed = False
         self.active = False  # set by the first recv() of either track
         self.received = 0
@@ -174,6 +179,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.period_s = 1.0 / float(video_rate)
         self.sent = 0
         self.dropped_late = 0
+        self.last_index = -1  # master index of the last frame sent
         self._last_pts = -1
 
     async def recv(self) -> "av.VideoFrame":
@@ -186,12 +192,16 @@ class AvatarVideoTrack(MediaStreamTrack):
             frame, arrival = item
             master = _master_seconds(frame)
             clock.anchor(master)
+            if round(clock.output_time(master) * VIDEO_CLOCK) <= self._last_pts:
+                continue  # stale: a frame at or before one already sent
             lateness = time.monotonic() - clock.due(master)
             if lateness > self.period_s:
                 if self.sink.video:
                     self.dropped_late += 1  # late and a newer frame waits: drop it, never delay
                     continue
                 clock.slip(lateness)  # even the newest frame is late: the producer fell behind
+            elif clock.due(master) - arrival < MIN_SLACK_S:
+                clock.slip(arrival - clock.due(master))  # its audio (nearly) missed its slot: play later
             else:
                 clock.observe(clock.due(master) - arrival)
             wait = clock.due(master) - time.monotonic()
@@ -208,6 +218,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             out.pts = pts
             out.time_base = Fraction(1, VIDEO_CLOCK)
             self.sent += 1
+            self.last_index = int(frame.index)
             return out
 
 
