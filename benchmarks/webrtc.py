@@ -60,8 +60,8 @@ def burst_signal(seconds: float, every: float, seed: int = 0) -> tuple[np.ndarra
 def tap_server(peer) -> dict[str, list]:
     """Observe (not alter) the server side: when loud microphone audio was pushed into the
     session, and when each frame reached this viewer's sink (with its change from the last)."""
-    taps: dict[str, list] = {"mic": [], "sink": []}
-    on_audio, put = peer.on_audio, peer.sink.put
+    taps: dict[str, list] = {"mic": [], "sink": [], "sent": []}
+    on_audio, put, recv = peer.on_audio, peer.sink.put, peer.video.recv
     last: list[np.ndarray] = []
 
     def audio(pcm: np.ndarray, rate: int) -> None:
@@ -72,20 +72,52 @@ def tap_server(peer) -> dict[str, list]:
         img = frame.image.astype(np.float32)
         change = float(np.abs(img - last[0]).mean()) if last else 0.0
         last[:] = [img]
-        taps["sink"].append((time.monotonic(), change))
+        taps["sink"].append((time.monotonic(), change, frame.index, float(frame.pts * frame.time_base)))
         put(frame)
 
-    peer.on_audio, peer.sink.put = audio, sink_put
+    async def video_recv():
+        out = await recv()
+        taps["sent"].append((peer.video.last_index, int(out.pts), time.monotonic()))
+        return out
+
+    peer.on_audio, peer.sink.put, peer.video.recv = audio, sink_put, video_recv
     return taps
+
+
+def matched(taps: dict[str, list], viewer: LoopbackViewer, sink_time: float) -> tuple[int, float] | None:
+    """The client's copy of the frame that reached the server's sink at ``sink_time``: found
+    by its RTP timestamp (not by its picture), as (received frame number, arrival time)."""
+    sink = next((s for s in taps["sink"] if s[0] == sink_time), None)
+    sent = taps["sent"]
+    if sink is None or not sent:
+        return None
+    out = next((pts for index, pts, _ in sent if index >= sink[2]), None)
+    if out is None:
+        return None
+    want = out - sent[0][1]  # the client's pts count from the first frame received
+    rtp = viewer.video.rtp
+    k = next((j for j, p in enumerate(rtp) if p >= want), None)
+    return None if k is None or rtp[k] != want else (k, viewer.video.times[k])
+
+
+def sink_jitter_ms(taps: dict[str, list]) -> dict[str, float]:
+    """When frames reach the viewer's sink relative to their master time (minus the earliest):
+    what the playout margin has to absorb."""
+    d = np.array([t - m for t, _, _, m in taps["sink"]])
+    if d.size < 100:
+        return {}
+    d = 1000 * (d[50:] - d[50:].min())
+    return {"p50": float(np.percentile(d, 50)), "p90": float(np.percentile(d, 90)),
+            "p99": float(np.percentile(d, 99)), "max": float(d.max())}
 
 
 def breakdown(taps: dict[str, list], sent: float, every: float) -> dict[str, float]:
     """Where one burst's latency went: microphone transport, model, output."""
     mic = next((t for t, level in taps["mic"] if t > sent and level > 0.1), None)
-    frame = next((t for t, change in taps["sink"] if t > sent and change > CHANGE), None)
+    frame = next((t for t, change, *_ in taps["sink"] if t > sent and change > CHANGE), None)
     if mic is None or frame is None or frame > sent + every * 0.8:
         return {}
-    return {"mic_in_ms": 1000 * (mic - sent), "model_ms": 1000 * (frame - mic)}
+    return {"mic_in_ms": 1000 * (mic - sent), "model_ms": 1000 * (frame - mic), "sink_time": frame}
 
 
 def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, every: float, taps: dict) -> list[dict]:
@@ -118,6 +150,14 @@ def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, eve
         parts = breakdown(taps, sent, every)
         if parts:
             parts["out_ms"] = 1000 * (vt[fi] - sent) - parts["mic_in_ms"] - parts["model_ms"]
+            # the same frame found by its timestamp: latency without the codec's say in when
+            # the picture first differs enough on the client
+            match = matched(taps, viewer, parts.pop("sink_time"))
+            if match is not None:
+                k, t_recv = match
+                parts["matched_latency_ms"] = 1000 * (t_recv - sent)
+                parts["matched_out_ms"] = parts["matched_latency_ms"] - parts["mic_in_ms"] - parts["model_ms"]
+                parts["matched_av_offset_ms"] = 1000 * ((a_onset - v.sender_time(v.rtp[k], 90000, near=vt[k])) - geometry_lead)
         out.append({
             "t": sent - viewer.mic.sent_at[0],
             "latency_ms": 1000 * (vt[fi] - sent),
@@ -169,6 +209,11 @@ async def run(args: argparse.Namespace) -> dict:
         "latency_ms": {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)), "min": float(lat.min()), "max": float(lat.max()),
                        **{f"{k}_median": float(np.median([b[k] for b in bursts if k in b])) for k in ("mic_in_ms", "model_ms", "out_ms")
                           if any(k in b for b in bursts)}},
+        "matched": {f"{k}_median": float(np.median(vals)) for k in ("matched_latency_ms", "matched_out_ms")
+                    if (vals := [b[k] for b in bursts if k in b])}
+        | ({"matched_av_offset_ms_median": float(np.median(m)), "matched_av_offset_abs_p90": float(np.percentile(np.abs(m), 90)),
+            "bursts": len(m)} if (m := [b["matched_av_offset_ms"] for b in bursts if "matched_av_offset_ms" in b]) else {}),
+        "sink_jitter_ms": sink_jitter_ms(taps),
         "av_offset_ms": {"median": float(np.median(av)), "abs_p90": float(np.percentile(np.abs(av), 90)),
                          "mean": float(av.mean()), "std": float(av.std()), "min": float(av.min()), "max": float(av.max()),
                          "per_burst_quantization_ms": 1000 * stride / 2, "drift_ms_per_min": drift},
@@ -200,6 +245,12 @@ def main() -> None:
     print(f"A/V offset: median {av['median']:+.1f} ms, |offset| p90 {av['abs_p90']:.0f} ms, mean {av['mean']:+.1f} ms, "
           f"std {av['std']:.1f} ms (each burst +-{av['per_burst_quantization_ms']:.0f} ms "
           f"from the frame grid), drift {av['drift_ms_per_min']:+.2f} ms/min")
+    m = result["matched"]
+    if m:
+        print(f"same frames matched by timestamp ({m.get('bursts', 0)} bursts): latency median "
+              f"{m.get('matched_latency_ms_median', float('nan')):.0f} ms (out {m.get('matched_out_ms_median', float('nan')):.0f} ms), "
+              f"A/V median {m.get('matched_av_offset_ms_median', float('nan')):+.1f} ms, |A/V| p90 {m.get('matched_av_offset_abs_p90', float('nan')):.0f} ms")
+    print(f"frames reach the sink after their master time: {result['sink_jitter_ms']} (ms above the earliest)")
     print(f"server: {result['server']['frames_sent']} frames sent, {result['server']['dropped_late']} late-dropped, "
           f"{result['server']['audio_silent_frames']} silent audio frames, playout delay {result['server']['playout_delay_ms']:.0f} ms")
     print(f"wrote {out}")
