@@ -150,3 +150,70 @@ def test_slow_steps_jump_the_timeline_instead_of_falling_behind(tiny_model) -> N
     assert wall_index - idx[-1] <= 1  # the last frame is the one due now
     assert all(f.pts == f.index * cfg.stride for f in frames)
     assert snap.skipped_frames >= 4 * 12 and snap.latency_max_ms <= 200 + 1e-6
+
+
+def _live_run(tiny_model, backlog: bool):
+    """1 s live, 0.5 s stall, then (with ``backlog``) the stalled 0.5 s at once, then 1 s
+    live; returns the frames and, per live tick after the stall, (wall index, frames due)."""
+    cfg = tiny_model.config
+    rate = cfg.audio_rate
+    chunk = rate // 50
+    audio = (0.4 * np.sin(np.arange(rate * 4) * 0.05) + 0.1).astype(np.float32)
+
+    async def main():
+        clock = ManualClock()
+        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
+        await worker.start()
+        try:
+            s = await worker.open_session(_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
+            q = s.subscribe(10_000)
+            pos, after = 0, []
+
+            async def step(push: bool) -> None:
+                nonlocal pos
+                clock.advance(0.02)
+                if push:
+                    s.push_audio(audio[pos : pos + chunk], rate)
+                    pos += chunk
+                await worker.tick()
+
+            for _ in range(50):
+                await step(True)
+            for _ in range(25):
+                await step(False)
+                if backlog:
+                    pos += chunk  # this audio is late: it comes with the backlog below
+            if backlog:
+                s.push_audio(audio[pos - 25 * chunk : pos], rate)
+                await worker.tick()
+            for _ in range(50):
+                await step(True)
+                after.append((s._wall_index(clock.now()), s.next_index - 1, s.stats.snapshot()))
+            return _drain(q), after
+        finally:
+            await worker.stop()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("backlog", [True, False], ids=["late-burst", "pause"])
+def test_live_stream_returns_to_the_wall_clock_after_a_stall(tiny_model, backlog) -> None:
+    """After a stall filled with silence, a live source's frames are again made as soon as
+    their audio arrives and stay on the wall clock: whether the stalled audio comes late in
+    one burst (it is dropped, its time was silence) or never (the source paused)."""
+    frames, after = _live_run(tiny_model, backlog)
+    assert [f.index for f in frames] == sorted({f.index for f in frames})
+    assert all(f.pts == f.index * tiny_model.config.stride for f in frames)
+    # a few frames after the source is back: the last frame made is the one due now, so
+    # nothing waits (the schedule is not behind the audio, and not ahead of it)
+    for wall, last, _ in after[5:]:
+        assert wall - 1 <= last <= wall, (wall, last)
+    snap = after[-1][2]
+    # every frame was made at the tick its audio arrived (the manual clock makes this exact):
+    # none was held back behind a schedule that the stall had pushed later
+    assert snap.latency_max_ms == 0.0
+    assert snap.silence_frames >= 10
+    if backlog:  # the late half second was dropped, not queued
+        assert snap.skipped_frames >= 10
+    # the live audio after the stall reaches the frames
+    assert frames[-1].audio.any()
