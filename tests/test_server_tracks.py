@@ -4,6 +4,7 @@ dropped (never delayed), and the playout clock adapting both ways."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from fractions import Fraction
 
@@ -18,12 +19,14 @@ from realtime_sda.streaming import VideoFrame  # noqa: E402
 RATE, STRIDE = 16000, 640  # tiny model: 25 fps
 
 
-def frame(i: int, tone_hz: float = 440.0) -> VideoFrame:
-    t = (i * STRIDE + np.arange(STRIDE)) / RATE
+def frame(i: int, tone_hz: float = 440.0, pad: int = RATE // 100) -> VideoFrame:
+    """Frame ``i`` of a tone; with ``pad`` samples of the neighbours' audio, as a session makes."""
+    t = (i * STRIDE + np.arange(-pad, STRIDE + pad)) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
     return VideoFrame(index=i, pts=i * STRIDE, time_base=Fraction(1, RATE),
                       image=np.full((8, 6, 3), i % 256, np.uint8),
-                      audio=(0.5 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32),
-                      audio_rate=RATE, latency_s=0.01)
+                      audio=tone[pad : pad + STRIDE], audio_rate=RATE, latency_s=0.01,
+                      audio_padded=tone if pad else None, audio_pad=pad)
 
 
 def test_clock_slips_and_catches_up():
@@ -51,7 +54,8 @@ def test_sink_is_bounded_and_ignores_frames_before_start():
     assert [f.index for f in sink.audio] == [5, 6, 7, 8, 9]
 
 
-def test_tracks_timestamps_gap_free_audio_and_late_drop():
+@pytest.mark.parametrize("pad", [RATE // 100, 0], ids=["frames-alone", "streaming-resampler"])
+def test_tracks_timestamps_gap_free_audio_and_late_drop(pad):
     async def main():
         # a margin of a whole period: this machine's timer jitter never moves playback here
         sink = ViewerSink(period_s=STRIDE / RATE, margin_s=STRIDE / RATE)
@@ -64,9 +68,9 @@ def test_tracks_timestamps_gap_free_audio_and_late_drop():
                 if 15 <= i < 20:
                     continue  # frames 15-19 never arrive: their audio must become silence
                 await asyncio.sleep(max(0.0, start + i * 0.04 - time.monotonic()))
-                sink.put(frame(i))
+                sink.put(frame(i, pad=pad))
                 if i == 30:  # a stale frame (index 29 again) shows up late behind 30
-                    sink.put(frame(29))
+                    sink.put(frame(29, pad=pad))
             await asyncio.sleep(0.3)
             sink.close()
 
@@ -112,3 +116,43 @@ def test_tracks_timestamps_gap_free_audio_and_late_drop():
     assert np.abs(gap).max() < 0.01
     spectrum = np.abs(np.fft.rfft(tone))
     assert abs(np.argmax(spectrum) * 48000 / len(tone) - 440) < 15 and 0.3 < np.abs(tone).max() < 0.6
+
+
+def test_playout_moves_later_when_frames_come_too_close_to_their_slot():
+    """The first frame fixes the mapping; when every later frame arrives 30 ms later than the
+    first one's pattern (past the 20 ms margin), playback moves later once, so their audio is
+    in time for its packets instead of being replaced by silence."""
+
+    async def main():
+        sink = ViewerSink(period_s=STRIDE / RATE, margin_s=0.02)
+        video, audio = make_tracks(sink, 25.0)
+        sink.active = True
+
+        async def feed():
+            start = time.monotonic()
+            for i in range(30):
+                late = 0.0 if i == 0 else 0.03
+                await asyncio.sleep(max(0.0, start + i * 0.04 + late - time.monotonic()))
+                sink.put(frame(i))
+            await asyncio.sleep(0.2)
+            sink.close()
+
+        async def pull(track, got):
+            from aiortc.mediastreams import MediaStreamError
+
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    f = await track.recv()
+                    got.append(bool(np.any(f.to_ndarray())))
+
+        loud: list[bool] = []
+        await asyncio.gather(feed(), pull(video, []), pull(audio, loud))
+        return sink.clock, video, loud
+
+    clock, video, loud = asyncio.run(main())
+    assert clock.slips >= 1 and clock.delay_s >= 0.02 + 0.03 - 0.005
+    assert video.sent >= 28
+    # the audio of the frames is there for its packets: once the tone has started, at most
+    # the packets around the one move are silent (later ones are the silence after the end)
+    first, last = loud.index(True), len(loud) - 1 - loud[::-1].index(True)
+    assert last - first >= 50 and loud[first : last + 1].count(False) <= 2, "".join(".X"[x] for x in loud)

@@ -225,7 +225,10 @@ class AvatarVideoTrack(MediaStreamTrack):
 class AvatarAudioTrack(MediaStreamTrack):
     """The speech behind the avatar, delayed by exactly the pipeline's latency: each frame's
     own audio period (``VideoFrame.audio``) resampled to 48 kHz, sent in 20 ms frames whose
-    timestamps come from the same master clock as the video. Silence fills what is missing."""
+    timestamps come from the same master clock as the video. Silence fills what is missing.
+    Frames that carry their neighbours (``audio_padded``) at a rate that maps whole samples
+    to 48 kHz (16 and 50 kHz do) are resampled one by one, so their audio is complete when the
+    frame arrives; others go through a streaming resampler."""
 
     kind = "audio"
 
@@ -244,6 +247,16 @@ class AvatarAudioTrack(MediaStreamTrack):
     def _ingest(self) -> None:
         for frame in self.sink.pop_audio():
             rate = int(frame.audio_rate)
+            pad, stride = int(frame.audio_pad), len(frame.audio)
+            if frame.audio_padded is not None and (pad * OUT_AUDIO_RATE) % rate == 0 == (stride * OUT_AUDIO_RATE) % rate:
+                # the frame alone, with its neighbours from its window: ready as soon as the
+                # frame is (a streaming resampler holds back up to ~30 ms of output)
+                out = soxr.resample(np.asarray(frame.audio_padded, np.float32), rate, OUT_AUDIO_RATE, quality="HQ")
+                lo, n = pad * OUT_AUDIO_RATE // rate, stride * OUT_AUDIO_RATE // rate
+                pcm16 = (np.clip(out[lo : lo + n], -1.0, 1.0) * 32767.0).astype(np.int16)
+                self._segments.append((round(_master_seconds(frame) * OUT_AUDIO_RATE), pcm16))
+                self._resampler = None
+                continue
             if self._resampler is None or rate != self._rate or frame.index != self._expect_index:
                 self._resampler = soxr.ResampleStream(rate, OUT_AUDIO_RATE, 1, dtype="float32", quality="HQ")
                 self._rate = rate

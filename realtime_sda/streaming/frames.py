@@ -19,7 +19,10 @@ class VideoFrame:
     ``[i*stride, (i+1)*stride)``, so ``pts = i * stride``. ``audio`` holds exactly those
     ``stride`` samples (float32 mono at ``audio_rate``; silence where none arrived), so a sink
     can play the sound in sync with the picture. ``latency_s``: wall time from the arrival of
-    the last audio sample the frame needs to the frame being ready.
+    the last audio sample the frame needs to the frame being ready. ``audio_padded``: the same
+    samples with ``audio_pad`` of their neighbours on either side (from the frame's window, so
+    a resampler can treat each frame alone without waiting for the next); None when the
+    session has no look-ahead to give.
     """
 
     index: int
@@ -29,6 +32,8 @@ class VideoFrame:
     audio: np.ndarray  # (stride,) float32
     audio_rate: int
     latency_s: float
+    audio_padded: np.ndarray | None = None  # (audio_pad + stride + audio_pad,) float32
+    audio_pad: int = 0
 
     @property
     def time(self) -> float:

@@ -117,6 +117,8 @@ class AvatarSession:
                 f"{1000.0 * floor / rate:g} ms, got {lookahead_ms}"
             )
         self.lookahead_samples = look
+        #: neighbours of each frame's audio passed along with it (10 ms, within the look-ahead)
+        self.audio_pad = min(rate // 100, look, config.pad_left)
         if catchup_frames is not None and catchup_frames < 1:
             raise StreamOptionError(f"catchup_frames must be at least 1 (or None), got {catchup_frames}")
         if grace_ms < 0 or buffer_s <= 0 or (max_backlog_ms is not None and max_backlog_ms < 0):
@@ -411,6 +413,8 @@ class AvatarSession:
             audio=window[cfg.pad_left : cfg.pad_left + cfg.stride].copy(),
             audio_rate=cfg.audio_rate,
             latency_s=max(ready - arrival, 0.0),
+            audio_padded=window[cfg.pad_left - pad : cfg.pad_left + cfg.stride + pad].copy() if (pad := self.audio_pad) else None,
+            audio_pad=pad,
         )
         with self._lock:
             if self.closed:
