@@ -102,3 +102,40 @@ def test_mic_to_avatar_over_webrtc():
     expected = lookahead + stride / 2
     print(f"fps {fps:.2f}, video leads audio by {1000 * lead:.1f} ms (expected {1000 * expected:.0f} +- {1000 * stride / 2:.0f})")
     assert abs(lead - expected) <= period, (lead, expected)
+
+
+@pytest.mark.parametrize("prefetch", [1, 3, None])
+def test_audio_prefetch_reaches_the_microphone_receiver(tiny_model, prefetch):
+    """ServerConfig.audio_prefetch is what the server's aiortc receiver of the microphone
+    uses (None keeps aiortc's own), on a real peer connection; the microphone still flows."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    h, w = tiny_model.config.img_size
+    aiortc_default = 4  # aiortc 1.16: RTCRtpReceiver makes JitterBuffer(capacity=16, prefetch=4)
+
+    async def main():
+        config = ServerConfig(port=0) if prefetch == 1 else ServerConfig(port=0, audio_prefetch=prefetch)
+        async with AvatarServer(tiny_model, config, torch.zeros(1, 3, h, w)) as srv:
+            signal = np.full(48000 * 3, 0.1, np.float32)
+            async with LoopbackViewer(f"ws://127.0.0.1:{srv.port}/ws", signal=signal, keep_images=False) as viewer:
+                await viewer.wait_frames(10, timeout=30)
+                peer = next(iter(srv.clients)).peer
+                receivers = [t.receiver for t in peer.pc.getTransceivers() if t.kind == "audio"]
+                buffers = [r._RTCRtpReceiver__jitter_buffer for r in receivers]
+                return buffers, peer.mic_frames
+
+    buffers, mic_frames = asyncio.run(main())
+    assert len(buffers) == 1 and isinstance(buffers[0], JitterBuffer)
+    assert buffers[0]._prefetch == (aiortc_default if prefetch is None else prefetch)
+    assert mic_frames > 0
+
+
+def test_audio_prefetch_guard_without_the_private_buffer(caplog):
+    """Another aiortc without the private jitter buffer: a warning once, aiortc's default kept."""
+    from realtime_sda.server import peer
+
+    peer._prefetch_warned = False
+    with caplog.at_level("WARNING", logger="realtime_sda.server.peer"):
+        assert peer.set_audio_prefetch(object(), 1) is False
+        assert peer.set_audio_prefetch(object(), 1) is False
+    assert len([r for r in caplog.records if "prefetch" in r.getMessage()]) == 1
