@@ -158,6 +158,9 @@ def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, eve
                 parts["matched_latency_ms"] = 1000 * (t_recv - sent)
                 parts["matched_out_ms"] = parts["matched_latency_ms"] - parts["mic_in_ms"] - parts["model_ms"]
                 parts["matched_av_offset_ms"] = 1000 * ((a_onset - v.sender_time(v.rtp[k], 90000, near=vt[k])) - geometry_lead)
+                last = v.last_packet.get(v.rtp_timestamp(v.rtp[k]))
+                if last is not None:  # what aiortc's receiver adds: waiting for the next frame
+                    parts["client_wait_ms"] = 1000 * (t_recv - last)
         out.append({
             "t": sent - viewer.mic.sent_at[0],
             "latency_ms": 1000 * (vt[fi] - sent),
@@ -209,7 +212,7 @@ async def run(args: argparse.Namespace) -> dict:
         "latency_ms": {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)), "min": float(lat.min()), "max": float(lat.max()),
                        **{f"{k}_median": float(np.median([b[k] for b in bursts if k in b])) for k in ("mic_in_ms", "model_ms", "out_ms")
                           if any(k in b for b in bursts)}},
-        "matched": {f"{k}_median": float(np.median(vals)) for k in ("matched_latency_ms", "matched_out_ms")
+        "matched": {f"{k}_median": float(np.median(vals)) for k in ("matched_latency_ms", "matched_out_ms", "client_wait_ms")
                     if (vals := [b[k] for b in bursts if k in b])}
         | ({"matched_av_offset_ms_median": float(np.median(m)), "matched_av_offset_abs_p90": float(np.percentile(np.abs(m), 90)),
             "bursts": len(m)} if (m := [b["matched_av_offset_ms"] for b in bursts if "matched_av_offset_ms" in b]) else {}),
@@ -249,7 +252,9 @@ def main() -> None:
     if m:
         print(f"same frames matched by timestamp ({m.get('bursts', 0)} bursts): latency median "
               f"{m.get('matched_latency_ms_median', float('nan')):.0f} ms (out {m.get('matched_out_ms_median', float('nan')):.0f} ms), "
-              f"A/V median {m.get('matched_av_offset_ms_median', float('nan')):+.1f} ms, |A/V| p90 {m.get('matched_av_offset_abs_p90', float('nan')):.0f} ms")
+              f"A/V median {m.get('matched_av_offset_ms_median', float('nan')):+.1f} ms, |A/V| p90 {m.get('matched_av_offset_abs_p90', float('nan')):.0f} ms; "
+              f"of out, {m.get('client_wait_ms_median', float('nan')):.0f} ms between the frame's last packet arriving "
+              f"and aiortc's receiver decoding it (it waits for the next frame's first packet)")
     print(f"frames reach the sink after their master time: {result['sink_jitter_ms']} (ms above the earliest)")
     print(f"server: {result['server']['frames_sent']} frames sent, {result['server']['dropped_late']} late-dropped, "
           f"{result['server']['audio_silent_frames']} silent audio frames, playout delay {result['server']['playout_delay_ms']:.0f} ms")

@@ -71,8 +71,16 @@ class Received:
     rtp: list[int] = field(default_factory=list)
     data: list[np.ndarray] = field(default_factory=list)
     reports: list[tuple[float, int, float]] = field(default_factory=list)  # (sender NTP s, RTP ts, arrival)
+    #: RTP timestamp -> arrival of the frame's last packet (marker bit): when a receiver that
+    #: completes frames on the marker, as browsers do, could decode it (aiortc's own receiver
+    #: waits for the next frame's first packet)
+    last_packet: dict[int, float] = field(default_factory=dict)
 
     mapper: Any = None  # aiortc's receiver maps RTP timestamps to pts from 0; its origin
+
+    def rtp_timestamp(self, pts: int) -> int:
+        """The RTP timestamp of a received frame's ``pts``."""
+        return (self.mapper._origin + pts) % 2**32
 
     def sender_time(self, pts: int, clock: int, near: float | None = None) -> float:
         """Sender wall time (NTP seconds) of a received frame's pts (pts + the receiver's
@@ -85,7 +93,7 @@ class Received:
             ntp, ref, _ = self.reports[-1]
         else:
             ntp, ref, _ = min(self.reports, key=lambda r: abs(r[2] - near))
-        rtp_ts = (self.mapper._origin + pts) % 2**32
+        rtp_ts = self.rtp_timestamp(pts)
         delta = (rtp_ts - ref + 2**31) % 2**32 - 2**31
         return ntp + delta / clock
 
@@ -159,7 +167,8 @@ class LoopbackViewer:
         self._tasks.append(asyncio.get_running_loop().create_task(self._read_ws(), name="viewer-ws"))
 
     def _watch_reports(self, receiver: Any, rec: Received) -> None:
-        """Record RTCP sender reports (NTP time <-> RTP timestamp) as they arrive."""
+        """Record RTCP sender reports (NTP time <-> RTP timestamp) as they arrive, and for
+        video when each frame's last RTP packet arrived."""
         rtcp = require("aiortc.rtp", "server", "The loopback client")
         original = receiver._handle_rtcp_packet
         rec.mapper = receiver._RTCRtpReceiver__timestamp_mapper  # RTP timestamp -> pts origin
@@ -171,6 +180,15 @@ class LoopbackViewer:
             await original(packet)
 
         receiver._handle_rtcp_packet = handle
+        if receiver is not None and rec is self.video:
+            original_rtp = receiver._handle_rtp_packet
+
+            async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
+                if packet.marker:
+                    rec.last_packet.setdefault(packet.timestamp, time.monotonic())
+                await original_rtp(packet, arrival_time_ms=arrival_time_ms)
+
+            receiver._handle_rtp_packet = handle_rtp
 
     async def _read(self, track: Any, rec: Received) -> None:
         ms = _ms()
