@@ -50,15 +50,19 @@ class MediaClock:
       for its first packet; e.g. the first frame, which fixed the mapping, came early, or the
       producer fell behind after a stall), so it settles at the latest arrivals plus the margin;
     - frames arriving consistently early (for ``window`` frames, by more than the margin plus
-      one period) move it earlier again (``observe``), skipping that much media, so a
+      ``reclaim_s``) move it earlier again (``observe``), skipping that much media, so a
       transient stall does not leave the latency raised for good.
 
     ``shift`` starts at ``base_s`` so it can shrink without output times going negative.
     """
 
-    def __init__(self, margin_s: float = 0.04, period_s: float = 0.04, window: int = 50, base_s: float = 1.0) -> None:
+    def __init__(self, margin_s: float = 0.04, period_s: float = 0.04, window: int = 50, base_s: float = 1.0,
+                 reclaim_s: float | None = None) -> None:
         self.margin_s = margin_s
         self.period_s = period_s
+        #: how much more than the margin every frame of the window must be early by before
+        #: playback moves earlier (default: one period)
+        self.reclaim_s = period_s if reclaim_s is None else reclaim_s
         self.base_s = base_s
         self.origin: float | None = None
         self.shift = base_s
@@ -99,11 +103,11 @@ class MediaClock:
 
     def observe(self, slack_s: float) -> None:
         """Record how early a frame arrived (its slot minus its arrival); reclaim delay when
-        every frame of the window came early by more than margin + one period."""
+        every frame of the window came early by more than margin + ``reclaim_s``."""
         self._slack.append(slack_s)
         if len(self._slack) == self._slack.maxlen:
             excess = min(self._slack) - self.margin_s
-            if excess > self.period_s:
+            if excess > self.reclaim_s:
                 self.advance(excess)
 
 
@@ -120,7 +124,11 @@ class ViewerSink:
         self._audio_ready = asyncio.Event()
         # the playout margin absorbs how unevenly frames arrive (their audio must be here
         # before its first 20 ms packet is due); half a period by default
-        self.clock = MediaClock(margin_s=period_s / 2 if margin_s is None else margin_s, period_s=period_s)
+        # half a period by default. Playback moves earlier again when every frame of the last
+        # 10 s came early by more than a further half margin (a hiccup's slip does not stay)
+        margin = period_s / 2 if margin_s is None else margin_s
+        self.clock = MediaClock(margin_s=margin, period_s=period_s, window=max(1, round(10.0 / period_s)),
+                                reclaim_s=margin / 2)
         self.closed = False
         self.active = False  # set by the first recv() of either track
         self.received = 0
