@@ -96,8 +96,8 @@ def matched(taps: dict[str, list], viewer: LoopbackViewer, sink_time: float) -> 
         return None
     want = out - sent[0][1]  # the client's pts count from the first frame received
     rtp = viewer.video.rtp
-    k = next((j for j, p in enumerate(rtp) if p >= want), None)
-    return None if k is None or rtp[k] != want else (k, viewer.video.times[k])
+    k = next((j for j, p in enumerate(rtp) if p >= want - 2), None)  # aiortc may round a tick down
+    return None if k is None or abs(rtp[k] - want) > 2 else (k, viewer.video.times[k])
 
 
 def sink_jitter_ms(taps: dict[str, list]) -> dict[str, float]:
