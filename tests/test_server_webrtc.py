@@ -104,17 +104,20 @@ def test_mic_to_avatar_over_webrtc():
     assert abs(lead - expected) <= period, (lead, expected)
 
 
-@pytest.mark.parametrize("prefetch", [1, 3, None])
+@pytest.mark.parametrize("prefetch", [0, 1, 3, None])
 def test_audio_prefetch_reaches_the_microphone_receiver(tiny_model, prefetch):
     """ServerConfig.audio_prefetch is what the server's aiortc receiver of the microphone
-    uses (None keeps aiortc's own), on a real peer connection; the microphone still flows."""
+    uses (None keeps aiortc's own; 0, the default, a buffer that decodes each packet as it
+    comes), on a real peer connection; the microphone still flows."""
     from aiortc.jitterbuffer import JitterBuffer
+
+    from realtime_sda.server.peer import _immediate_buffer_class
 
     h, w = tiny_model.config.img_size
     aiortc_default = 4  # aiortc 1.16: RTCRtpReceiver makes JitterBuffer(capacity=16, prefetch=4)
 
     async def main():
-        config = ServerConfig(port=0) if prefetch == 1 else ServerConfig(port=0, audio_prefetch=prefetch)
+        config = ServerConfig(port=0) if prefetch == 0 else ServerConfig(port=0, audio_prefetch=prefetch)
         async with AvatarServer(tiny_model, config, torch.zeros(1, 3, h, w)) as srv:
             signal = np.full(48000 * 3, 0.1, np.float32)
             async with LoopbackViewer(f"ws://127.0.0.1:{srv.port}/ws", signal=signal, keep_images=False) as viewer:
@@ -127,6 +130,7 @@ def test_audio_prefetch_reaches_the_microphone_receiver(tiny_model, prefetch):
     buffers, mic_frames = asyncio.run(main())
     assert len(buffers) == 1 and isinstance(buffers[0], JitterBuffer)
     assert buffers[0]._prefetch == (aiortc_default if prefetch is None else prefetch)
+    assert isinstance(buffers[0], _immediate_buffer_class()) == (prefetch == 0)
     assert mic_frames > 0
 
 
@@ -139,3 +143,22 @@ def test_audio_prefetch_guard_without_the_private_buffer(caplog):
         assert peer.set_audio_prefetch(object(), 1) is False
         assert peer.set_audio_prefetch(object(), 1) is False
     assert len([r for r in caplog.records if "prefetch" in r.getMessage()]) == 1
+
+
+def test_immediate_audio_buffer_hands_packets_over_in_sequence():
+    """Prefetch 0: a packet is decoded as soon as it is next in sequence; a gap waits for
+    the missing packet (as in aiortc, each arriving packet releases at most one)."""
+    from aiortc.rtp import RtpPacket
+
+    from realtime_sda.server.peer import _immediate_buffer_class
+
+    buf = _immediate_buffer_class()(capacity=16, prefetch=0)
+
+    def add(seq: int):
+        packet = RtpPacket(sequence_number=seq, timestamp=seq * 960)
+        packet._data = bytes([seq % 256])
+        frame = buf.add(packet)[1]
+        return None if frame is None else frame.data[0]
+
+    assert [add(s) for s in (100, 101, 103)] == [100, 101, None]  # 102 is late
+    assert [add(102), add(104), add(105)] == [102, 103, 104]

@@ -23,11 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broadcast", action="store_true", help="run one broadcast avatar fed by /push that viewers watch")
     p.add_argument("--broadcast-audio", default=None, metavar="FILE", help="feed the broadcast avatar from this audio file (looped)")
     p.add_argument("--lookahead-ms", type=float, default=None, help="less look-ahead than the model's own (lower latency, less quality)")
-    p.add_argument("--audio-prefetch", type=int, default=1, metavar="N",
+    p.add_argument("--audio-prefetch", type=int, default=0, metavar="N",
                    help="microphone packets (20 ms each) the server's WebRTC receiver holds before decoding "
-                        "(default 1, for loopback and a LAN; aiortc's own default is 4; 0 acts as 1: aiortc decodes "
-                        "a packet once the next one is in). More prefetch absorbs network jitter and packet "
-                        "reordering, at 20 ms of latency per packet")
+                        "one (default 0: each is decoded as soon as it arrives in sequence, for loopback and "
+                        "a LAN; 1 is aiortc's minimum, 4 its default). More prefetch absorbs network jitter "
+                        "and packet reordering, at 20 ms of latency per packet")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.set_defaults(func=run)
 

@@ -55,8 +55,9 @@ class ServerConfig:
     ice_addresses: list[str] | None = None  # host candidates; default: loopback when host is
     torch_threads: int | None = None  # CPU model: default cpu_count - 1 (one core for the codecs)
     #: microphone packets aiortc holds before decoding (20 ms each; aiortc's own default is 4):
-    #: more absorbs network jitter and reordering, 1 suits loopback and a LAN; None keeps aiortc's
-    audio_prefetch: int | None = 1
+    #: more absorbs network jitter and reordering; 0 (each packet decoded as it arrives in
+    #: sequence) suits loopback and a LAN; None keeps aiortc's
+    audio_prefetch: int | None = 0
 
 
 class AvatarServer:

@@ -18,8 +18,8 @@ __all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to", "set_audio_p
 
 log = logging.getLogger(__name__)
 
-#: aiortc's own receive prefetch is 4 packets (80 ms of Opus at 20 ms per packet)
-DEFAULT_AUDIO_PREFETCH = 1
+#: aiortc's own receive prefetch is 4 packets (80 ms of Opus at 20 ms per packet); 0: none
+DEFAULT_AUDIO_PREFETCH = 0
 _prefetch_warned = False
 
 
@@ -50,24 +50,68 @@ def restrict_ice_to(addresses: list[str]) -> None:
     ice.get_host_addresses = get_host_addresses
 
 
-def set_audio_prefetch(receiver: Any, packets: int) -> bool:
-    """Make an aiortc audio receiver hand packets to the decoder after ``packets`` later ones
-    have arrived (aiortc: 4, i.e. 80 ms; each packet is 20 ms).
+_immediate_class: Any = None
 
-    aiortc has no public setting for this: the receiver's private jitter buffer is changed
-    when it has the expected shape. If it does not (another aiortc version), a warning is
-    logged once and aiortc's default stays. Returns whether the setting was applied.
-    """
+
+def _immediate_buffer_class() -> Any:
+    """A subclass of aiortc's jitter buffer that hands each audio packet over as soon as it
+    is next in sequence (an Opus packet is a whole frame; aiortc's own buffer waits until a
+    later packet shows that it is complete, i.e. at least one more packet, 20 ms)."""
+    global _immediate_class
+    if _immediate_class is None:
+        jb = require("aiortc.jitterbuffer", "server", "The WebRTC server")
+
+        class ImmediateAudioBuffer(jb.JitterBuffer):  # type: ignore[misc, name-defined]
+            def _remove_frame(self, sequence_number: int) -> Any:
+                packet = self._packets[self._origin % self._capacity]
+                if packet is None:  # the next packet in sequence is missing: wait for it
+                    return None
+                self.remove(1)
+                return jb.JitterFrame(data=packet._data, timestamp=packet.timestamp)
+
+        _immediate_class = ImmediateAudioBuffer
+    return _immediate_class
+
+
+def _warn_once() -> None:
     global _prefetch_warned
-    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
-    if buffer is not None and isinstance(getattr(buffer, "_prefetch", None), int):
-        buffer._prefetch = max(int(packets), 0)
-        return True
     if not _prefetch_warned:
         _prefetch_warned = True
         log.warning("this aiortc version has no audio jitter buffer prefetch to set; "
                     "microphone audio keeps aiortc's default receive delay")
-    return False
+
+
+def set_audio_prefetch(receiver: Any, packets: int) -> bool:
+    """Make an aiortc audio receiver decode a packet once ``packets`` later ones have arrived
+    (aiortc: 4, i.e. 80 ms; each packet is 20 ms). 1 is aiortc's minimum (it learns that a
+    packet is complete from the next one); 0 decodes each packet as soon as it arrives in
+    sequence (the receiver then uses :func:`_immediate_buffer_class`'s buffer).
+
+    aiortc has no public setting for this: the receiver's private jitter buffer is changed
+    (or, for 0, replaced before any packet came) when it has the expected shape. If it does
+    not (another aiortc version), a warning is logged once and aiortc's default stays.
+    Returns whether the setting was applied.
+    """
+    name = "_RTCRtpReceiver__jitter_buffer"
+    buffer = getattr(receiver, name, None)
+    expected = all(hasattr(buffer, a) for a in ("_packets", "_origin", "_capacity", "remove", "capacity"))
+    if buffer is None or not expected or not isinstance(getattr(buffer, "_prefetch", None), int):
+        _warn_once()
+        return False
+    if packets > 0:
+        buffer._prefetch = int(packets)
+        return True
+    try:
+        cls = _immediate_buffer_class()
+    except Exception:  # aiortc.jitterbuffer moved or changed shape
+        _warn_once()
+        return False
+    if not isinstance(buffer, cls):
+        if buffer._origin is not None:  # packets already came: leave it to aiortc's minimum
+            buffer._prefetch = 0
+            return True
+        setattr(receiver, name, cls(capacity=buffer.capacity, prefetch=0))
+    return True
 
 
 class PeerSession:
