@@ -217,3 +217,19 @@ def test_live_stream_returns_to_the_wall_clock_after_a_stall(tiny_model, backlog
         assert snap.skipped_frames >= 10
     # the live audio after the stall reaches the frames
     assert frames[-1].audio.any()
+
+
+def test_wall_clock_keeper_bookkeeping() -> None:
+    from realtime_sda.streaming.livewall import WallClockKeeper
+
+    k = WallClockKeeper()
+    assert k.admit(320, 1000, 1320, 10**6) == (0, 0)  # no stall: audio untouched
+    k.filled(640)  # a stall: silence stood in for 640 samples
+    assert k.admit(320, 2000, 2420, 10**6) == (100, 0)  # resumes 100 behind now: gap filled
+    assert k.debt == 740
+    assert k.admit(960, 2420, 2430, 10**6) == (0, 740)  # the backlog: its late head dropped
+    assert k.debt == 0 and k.dropped == 740
+    assert k.admit(320, 2640, 2750, 10**6) == (0, 0)  # later audio is kept
+    k.filled(640)
+    assert k.admit(320, 4000, 4000, 10**6) == (0, 320)  # ahead right after a stall: late
+    assert k.admit(320, 4000, 4330, 10**6) == (0, 0) and k.debt == 0  # on time again: debt over

@@ -23,11 +23,9 @@ at the first audio, if that comes before any frame was made): frame ``i`` is due
 - Pacing: a ready frame is not emitted before it is due (pushed-ahead audio plays at 1x).
 - Stall: when a frame's audio is overdue by more than ``grace_ms``, the missing samples are
   filled with silence, so frames keep coming at the video rate. Live sources (those with a
-  ``max_backlog_ms``) stay on the wall clock afterwards: the first audio after the stall is
-  placed at its wall-clock position (silence fills the gap, so a source that paused resumes
-  on time), and late audio whose time was already filled with silence is dropped as far as
-  it runs ahead of the schedule (counted as ``skipped_frames``), so a stall never turns into
-  lasting latency. Other producers' audio continues the stream after the silence.
+  ``max_backlog_ms``) then stay on the wall clock (:mod:`.livewall`: resumed audio placed at
+  its time, late audio that silence stood in for dropped, counted as ``skipped_frames``);
+  other producers' audio continues the stream after the silence.
 - No backlog: when more than ``max_backlog_ms`` of audio is ready ahead of the schedule (e.g.
   a stalled source delivering its backlog at once), the oldest of it is dropped in whole
   frames (counted as ``skipped_frames``) instead of becoming latency; it leaves the timeline,
@@ -62,6 +60,7 @@ from ..noise import NoiseSource
 from ..state import StreamState
 from .clock import Clock
 from .frames import VideoFrame
+from .livewall import WallClockKeeper
 from .queues import EndOfStream, FrameQueue
 from .resample import StreamResampler
 from .ringbuffer import AudioRingBuffer
@@ -151,9 +150,7 @@ class AvatarSession:
         self._t0 = clock.now()
         #: live source (pushed in real time): kept on the wall clock after stalls
         self._live = self.realtime and self.max_backlog_frames is not None
-        self._stalled = False  # silence was filled in since the last audio
-        self._debt = 0  # samples of silence that stood in for audio that may still arrive
-        self._late_dropped = 0  # samples of late audio dropped
+        self._keeper = WallClockKeeper()
         self._audio_ended = False
         self.closed = False
         self.finished = False
@@ -223,33 +220,17 @@ class AvatarSession:
         return self._ring.total - self._ring.pad_left - self._offset * self.config.stride
 
     def _keep_on_wall(self, samples: np.ndarray, now: float) -> np.ndarray:
-        """Live sources after a stall (lock held): the part of ``samples`` to write.
-
-        The schedule expects ``(now - t0) * rate`` samples by now. The first audio after a
-        stall is placed to end there (silence fills the gap: a paused source resumes on time,
-        not ``grace`` late); while silence stands in for audio that may still arrive, audio
-        running ahead of the schedule is that late audio: it is dropped, up to the silence.
-        """
-        wall = (now - self._t0) * self.config.audio_rate
-        resumed = self._stalled
-        if resumed:
-            self._stalled = False
-            gap = min(int(wall) - samples.size - self._master_total(), self._ring.capacity - self._ring.feat)
-            if gap > 0:
-                self._write(np.zeros(gap, np.float32), now)
-                self._debt += gap
-        if self._debt <= 0:
-            return samples
-        lead = self._master_total() + samples.size - int(wall)
-        if lead <= 0 and not resumed:  # audio arrives on time again: nothing late is left
-            self._debt = 0
-            return samples
-        drop = min(self._debt, max(lead, 0), samples.size)
+        """Live sources after a stall (lock held): write the gap the keeper asks for and
+        return the part of ``samples`` to write (see :mod:`.livewall`)."""
+        stride, before = self.config.stride, self._keeper.dropped
+        gap, drop = self._keeper.admit(
+            samples.size, self._master_total(), (now - self._t0) * self.config.audio_rate,
+            self._ring.capacity - self._ring.feat,
+        )
+        if gap:
+            self._write(np.zeros(gap, np.float32), now)
         if drop:
-            stride = self.config.stride
-            self._debt -= drop
-            before, self._late_dropped = self._late_dropped, self._late_dropped + drop
-            self.stats.add(skipped_frames=self._late_dropped // stride - before // stride)
+            self.stats.add(skipped_frames=self._keeper.dropped // stride - before // stride)
         return samples[drop:]
 
     def buffered_seconds(self) -> float:
@@ -346,8 +327,7 @@ class AvatarSession:
                     missing = ring.missing()
                     ring.write_silence(missing)
                     self._arrivals.append((ring.total, now))
-                    self._stalled = True
-                    self._debt += missing
+                    self._keeper.filled(missing)
                     self.stats.add(silence_frames=1)
                 n, wall = ring.ready(), self._wall_index(now)
                 if self.catchup_frames is not None and n > 1 and wall - i >= self.catchup_frames:
