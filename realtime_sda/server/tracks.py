@@ -46,9 +46,10 @@ class MediaClock:
     Output time ``tau = master + shift``; media with output time ``tau`` is sent at
     ``origin + tau`` (monotonic seconds). The playout delay adapts both ways:
 
-    - a frame arriving less than ``MIN_SLACK_S`` before its slot moves playback later (``slip``: its audio came too late
-      for its first packet; e.g. the first frame, which fixed the mapping, came early, or the
-      producer fell behind after a stall), so it settles at the latest arrivals plus the margin;
+    - a frame arriving less than ``MIN_SLACK_S`` before its slot moves playback later
+      (``slip``: its audio came (nearly) too late for its first packet; e.g. the first frame,
+      which fixed the mapping, came early, or the producer fell behind after a stall), so it
+      settles at the latest arrivals plus the margin;
     - frames arriving consistently early (for ``window`` frames, by more than the margin plus
       ``reclaim_s``) move it earlier again (``observe``), skipping that much media, so a
       transient stall does not leave the latency raised for good.
@@ -123,9 +124,9 @@ class ViewerSink:
         self._video_ready = asyncio.Event()
         self._audio_ready = asyncio.Event()
         # the playout margin absorbs how unevenly frames arrive (their audio must be here
-        # before its first 20 ms packet is due); half a period by default
-        # half a period by default. Playback moves earlier again when every frame of the last
-        # 10 s came early by more than a further half margin (a hiccup's slip does not stay)
+        # before its first 20 ms packet is due): half a period by default. Playback moves
+        # earlier again when every frame of the last 10 s came early by more than a further
+        # half margin (a hiccup's slip does not stay)
         margin = period_s / 2 if margin_s is None else margin_s
         self.clock = MediaClock(margin_s=margin, period_s=period_s, window=max(1, round(10.0 / period_s)),
                                 reclaim_s=margin / 2)
@@ -235,8 +236,9 @@ class AvatarAudioTrack(MediaStreamTrack):
     own audio period (``VideoFrame.audio``) resampled to 48 kHz, sent in 20 ms frames whose
     timestamps come from the same master clock as the video. Silence fills what is missing.
     Frames that carry their neighbours (``audio_padded``) at a rate that maps whole samples
-    to 48 kHz (16 and 50 kHz do) are resampled one by one, so their audio is complete when the
-    frame arrives; others go through a streaming resampler."""
+    to 48 kHz (16 and 50 kHz do) are resampled one by one (soxr HQ), so their audio is complete
+    when the frame arrives; others (no look-ahead) go through a streaming resampler of
+    soxr's quick quality, the one that holds back no output."""
 
     kind = "audio"
 
@@ -266,7 +268,9 @@ class AvatarAudioTrack(MediaStreamTrack):
                 self._resampler = None
                 continue
             if self._resampler is None or rate != self._rate or frame.index != self._expect_index:
-                self._resampler = soxr.ResampleStream(rate, OUT_AUDIO_RATE, 1, dtype="float32", quality="HQ")
+                # "QQ": soxr's better filters hold back 20-40 ms of output in streaming
+                # mode, which would miss the packets; this one holds back < 1 ms
+                self._resampler = soxr.ResampleStream(rate, OUT_AUDIO_RATE, 1, dtype="float32", quality="QQ")
                 self._rate = rate
                 self._pos = round(_master_seconds(frame) * OUT_AUDIO_RATE)
             self._expect_index = frame.index + 1
