@@ -5,12 +5,10 @@ Stages (each resumable; ``all`` runs them in order):
 1. ``corpus``: a synthetic talking-face corpus (espeak-ng speech, procedural faces),
    360 clips, 40 identities of which 8 are held out with held-out sentences;
 2. ``train``: the paper's objective on a small CPU-sized network (64x48 frames, 16 kHz
-   audio, width 0.25), resumed from the run directory if it exists;
-3. ``blinks``: fine-tuning from stage 2 with blink-conditioned noise
-   (realtime_sda/training/blinks.py) and an L1 on the eyes, so the noise path learns to
-   blink at 0.3 per second (``--init`` starts it from another checkpoint, e.g. the shipped
-   default, when stage 2's run directory is gone);
-4. ``export``: models/default.pt (float16), realtime_sda/assets/avatar.png (a held-out
+   audio, width 0.25), with blink-conditioned noise, an L1 on the eyes and the blink-code
+   term (realtime_sda/training/blinks.py) so that the noise path learns to blink 0.3 times
+   a second; resumed from the run directory if it exists;
+3. ``export``: models/default.pt (float16), realtime_sda/assets/avatar.png (a held-out
    identity rendered at 256x192), evaluation on the held-out clips
    (benchmarks/results/default_model.json) and a picture of generated frames under real
    ones (benchmarks/results/default_samples.png).
@@ -38,8 +36,8 @@ TRAIN = {
               "rnn_gen_dim": 128, "aud_enc_dim": 128, "aux_latent": 10, "width": 0.25},
     "batch_size": 8,
     "clip_frames": 16,
-    "steps": 20000,
-    "sample_every": 250,
+    "steps": 40000,
+    "sample_every": 1000,
     "checkpoint_every": 50,
     "log_every": 10,
     "threads": 2,
@@ -47,13 +45,13 @@ TRAIN = {
     "lr_seq": 1e-4,
     "lr_sync": 1e-4,
     "w_l1_face": 200.0,
+    "w_l1_eyes": 300.0,
+    "blink_rate": 0.3,
+    "blink_crops": 0.5,
+    "w_blink_code": 50.0,
     "disc_width": 0.25,
     "seed": 0,
 }
-
-
-#: Stage 3: what changes from TRAIN when fine-tuning the noise path to blink.
-BLINKS = {"blink_rate": 0.3, "blink_crops": 0.5, "w_l1_eyes": 300.0, "steps": 40000, "sample_every": 500}
 
 
 def stage_corpus(work: Path) -> Path:
@@ -76,16 +74,6 @@ def stage_train(work: Path, minutes: float, data: Path) -> Path:
     return train(cfg, show_progress=False)
 
 
-def stage_blinks(work: Path, minutes: float, data: Path, init: str | None) -> Path:
-    from realtime_sda.training.config import TrainConfig
-    from realtime_sda.training.loop import train
-
-    start = init or str(work / "run" / "last.pt")
-    cfg = TrainConfig.from_dict({**TRAIN, **BLINKS, "data": str(data), "out": str(work / "run_blinks"),
-                                 "max_minutes": minutes, "init_from": start})
-    return train(cfg, show_progress=False)
-
-
 def stage_export(work: Path, data: Path) -> None:
     from PIL import Image
 
@@ -94,16 +82,13 @@ def stage_export(work: Path, data: Path) -> None:
     from realtime_sda.training.evaluate import evaluate_model
     from realtime_sda.training.loop import save_sample_grid
 
-    final = work / "run_blinks" if (work / "run_blinks" / "last.pt").is_file() else work / "run"
-    model = load_model(final / "last.pt")
+    model = load_model(work / "run" / "last.pt")
     step = int(model.extra.get("step", 0))
     extra = {
         "train_config": model.extra.get("train_config", {}),
         "step": step,
         "trained_on": "synthetic corpus: realtime-sda synth --clips 360 --seed 0 (espeak-ng voices, procedural faces)",
     }
-    out = REPO / "benchmarks" / "results" / "default_model.json"
-    stages = _stages(work, out)
     dst = REPO / "models" / "default.pt"
     model.save(dst, extra=extra, half=True)
     print(f"wrote {dst} ({dst.stat().st_size:,} bytes), step {step}")
@@ -115,13 +100,14 @@ def stage_export(work: Path, data: Path) -> None:
     result["data"] = "synthetic corpus, held-out identities and sentences (split 'test')"
     result["machine"] = (f"{platform.machine()} CPU, {os.cpu_count()} cores shared with other jobs, "
                          f"{TRAIN['threads']} torch threads for training, no GPU")
-    result["stages"] = stages
-    result["training_step"] = sum(st["steps"] for st in stages)
-    result["training_minutes"] = round(sum(st["minutes"] for st in stages), 1)
-    log = _log(final)
+    result["training_step"] = step
+    log = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    result["training_minutes"] = round(sum(_segments(log)) / 60, 1)
     result["final_l1"] = float(np.mean([r["l1"] for r in log[-10:]]))
+    result["training_steps_per_minute"] = round(step / max(result["training_minutes"], 1e-9), 1)
     result["parameters"] = sum(p.numel() for p in model.parameters())
     result["file_bytes"] = dst.stat().st_size
+    out = REPO / "benchmarks" / "results" / "default_model.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["mean"], indent=1))
 
@@ -129,18 +115,10 @@ def stage_export(work: Path, data: Path) -> None:
     grids = [save_sample_grid(exported, data, cid, work / f"sample_{i}.png")
              for i, cid in enumerate([c.id for c in read_index(data, "test")][:3])]
     Image.fromarray(np.concatenate(grids, axis=0)).save(REPO / "benchmarks" / "results" / "default_samples.png")
-    curves_path = REPO / "benchmarks" / "results" / "default_model_training.json"
-    curves = json.loads(curves_path.read_text()) if curves_path.is_file() else {}
-    if curves and "stages" not in curves:  # an earlier single-stage file: its run is stage "train"
-        curves = {"stages": {"train": curves}}
-    for name, run in (("train", work / "run"), ("blinks", work / "run_blinks")):
-        stage_log = _log(run)
-        if stage_log:
-            curve = {r["step"]: r for r in stage_log}  # a resumed segment re-logs some steps: keep the last
-            rows = [curve[k] for k in sorted(curve) if k % 100 == 0 or k == max(curve)]
-            config = load_model(run / "last.pt").extra.get("train_config", {})
-            curves.setdefault("stages", {})[name] = {"train_config": config, "loss_curve": rows}
-    curves_path.write_text(json.dumps(curves, indent=1) + "\n")
+    curve = {r["step"]: r for r in log}  # a resumed segment re-logs some steps: keep the last
+    rows = [curve[k] for k in sorted(curve) if k % 100 == 0 or k == max(curve)]
+    (REPO / "benchmarks" / "results" / "default_model_training.json").write_text(
+        json.dumps({"train_config": extra["train_config"], "loss_curve": rows}, indent=1) + "\n")
 
 
 def write_avatar(data: Path) -> Path:
@@ -164,31 +142,6 @@ def write_avatar(data: Path) -> Path:
     return avatar
 
 
-def _log(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
-def _stages(work: Path, previous: Path) -> list[dict]:
-    """Steps and wall time of each training stage. A blinks stage started with ``--init``
-    from the shipped default has no stage-2 log here: its figures come from the previous
-    results file (written when that default was exported)."""
-    stages = []
-    base = _log(work / "run")
-    if base:
-        stages.append({"stage": "train", "steps": max(r["step"] for r in base), "minutes": round(sum(_segments(base)) / 60, 1)})
-    elif previous.is_file():
-        old = json.loads(previous.read_text())
-        kept = [st for st in old.get("stages", []) if st["stage"] == "train"]
-        stages += kept or [{"stage": "train", "steps": old["training_step"], "minutes": old["training_minutes"],
-                            "note": "the earlier default model, used as the blinks stage's start (--init)"}]
-    blinks = _log(work / "run_blinks")
-    if blinks:
-        stages.append({"stage": "blinks", "steps": max(r["step"] for r in blinks),
-                       "minutes": round(sum(_segments(blinks)) / 60, 1)})
-    return stages
-
-
 def _segments(log: list[dict]) -> list[float]:
     """Wall time of each resumed segment of the run (``time`` restarts at each resume)."""
     seg, last = [], 0.0
@@ -201,18 +154,15 @@ def _segments(log: list[dict]) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["corpus", "train", "blinks", "avatar", "export", "all"])
+    ap.add_argument("stage", choices=["corpus", "train", "avatar", "export", "all"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/sda_default"))
-    ap.add_argument("--minutes", type=float, default=45.0, help="training wall-time budget of this run (per stage)")
-    ap.add_argument("--init", default=None, help="blinks stage: start from this checkpoint instead of WORK/run/last.pt")
+    ap.add_argument("--minutes", type=float, default=45.0, help="training wall-time budget of this run")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = stage_corpus(args.work) if args.stage in ("corpus", "all") else args.work / "corpus"
     if args.stage in ("train", "all"):
         stage_train(args.work, args.minutes, data)
-    if args.stage in ("blinks", "all"):
-        stage_blinks(args.work, args.minutes, data, args.init)
     if args.stage == "avatar":
         write_avatar(data)
     if args.stage in ("export", "all"):

@@ -11,10 +11,11 @@ import torch
 
 from realtime_sda import load_model
 from realtime_sda.config import NOISE_STD
-from realtime_sda.training.blinks import (blink_noise, blink_spans, blink_targets, count_blinks, eye_aspect_ratio,
-                                          eye_box, onset_threshold)
+from realtime_sda.training.blinks import (blink_noise, blink_spans, blink_targets, closure_track, count_blinks,
+                                          eye_aspect_ratio, eye_box, onset_threshold)
 from realtime_sda.training.config import TrainConfig, TrainConfigError
 from realtime_sda.training.dataset import ClipDataset, load_clip, read_index
+from realtime_sda.training.losses import blink_code_loss
 from realtime_sda.training.loop import train
 from realtime_sda.training.synth.animate import blink_track
 from realtime_sda.training.synth.corpus import CorpusSpec, build_corpus
@@ -46,6 +47,8 @@ def test_blink_spans_find_each_blink_from_its_first_moving_frame():
     assert [a for a, _ in spans] == starts
     assert all(closure[a:b].min() > 0 for a, b in spans)
     assert count_blinks(eye_aspect_ratio(_blinking_marks(closure))) == len(starts)
+    track = closure_track(_blinking_marks(closure), spans)
+    np.testing.assert_allclose(track, 0.95 * closure, atol=0.03)  # the lids close to 5% of their height
 
 
 def test_blink_targets_mark_onsets_and_unexplained_frames():
@@ -129,3 +132,39 @@ def test_blink_settings_are_checked(corpus, tmp_path):
     with pytest.raises(Exception, match="missing.pt"):
         train(cfg, show_progress=False)
     assert read_index(corpus)
+
+
+def test_noise_gru_learns_to_blink_at_the_prior_rate():
+    """The mechanism on its own: a noise GRU trained with the blink-code term on conditioned
+    noise follows the eyelids, and fed plain prior noise it then blinks at the chosen rate."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    fps, rate, aux = 25.0, 0.3, 6
+    tau = onset_threshold(rate, fps, NOISE_STD)
+    shape = torch.tensor([0.45, 1.0, 1.0, 0.6, 0.25])
+
+    def episode(b: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        onsets = (torch.rand(b, t, generator=g) < rate / fps).float()
+        closure = torch.zeros(b, t + len(shape))
+        for i, j in onsets.nonzero().tolist():
+            closure[i, j : j + len(shape)] = torch.maximum(closure[i, j : j + len(shape)], shape)
+        return onsets, closure[:, :t]
+
+    gru = torch.nn.GRU(aux, aux, batch_first=True)
+    opt = torch.optim.Adam(gru.parameters(), lr=1e-2)
+    for _ in range(600):
+        onsets, closure = episode(16, 50)
+        z = blink_noise(onsets, torch.ones(16), aux, NOISE_STD, tau, g)
+        code = torch.tanh(gru(z)[0])
+        loss = blink_code_loss(code, closure, torch.ones_like(closure))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        onsets, closure = episode(64, 250)
+        code = torch.tanh(gru(blink_noise(onsets, torch.ones(64), aux, NOISE_STD, tau, g))[0])[..., 0]
+        assert np.corrcoef(code.flatten().numpy(), closure.flatten().numpy())[0, 1] > 0.8
+        free = torch.tanh(gru(torch.randn(64, 2500, aux, generator=g) * NOISE_STD)[0])[..., 0]
+        shut = (free > 0.5).float()
+        blinks = float((shut[:, 1:] * (1 - shut[:, :-1])).sum()) / (64 * 2500 / fps)
+    assert 0.2 <= blinks <= 0.4, blinks  # the chosen 0.3 per second

@@ -13,6 +13,11 @@ drawn from that prior *conditioned on* the onsets: z_t[0] > tau at onsets, below
 the other values unconstrained. The L1 terms then see noise that explains the real eyelids,
 so the generator learns "z[0] over tau -> blink", and at inference plain prior noise blinks
 at ``rate`` per second. Nothing changes in the model or its checkpoint format.
+
+The eyelids are a few pixels of a small frame, so the pixel losses alone teach the noise path
+slowly. An auxiliary term (``w_blink_code``) asks the noise GRU's first output to follow the
+real eyelid closure (:func:`closure_track`); the generator then only has to draw closed eyes
+where that code says so, as it draws the mouth from the content code.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "count_blinks",
     "blink_spans",
     "blink_targets",
+    "closure_track",
     "onset_threshold",
     "blink_noise",
     "eye_box",
@@ -76,6 +82,17 @@ def blink_spans(marks: np.ndarray, max_edge: int = 3) -> list[tuple[int, int]]:
         spans.append((onset, end))
         t = end
     return spans
+
+
+def closure_track(marks: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+    """(T,) eyelid closure in [0, 1] within the blinks (0 open, 1 shut), from the eye aspect
+    ratio relative to the clip's median; 0 outside ``spans`` (no blink, only jitter)."""
+    ear = eye_aspect_ratio(np.asarray(marks, dtype=np.float64))
+    closure = np.clip(1.0 - ear / max(float(np.median(ear)), 1e-9), 0.0, 1.0)
+    out = np.zeros(len(ear), np.float32)
+    for a, b in spans:
+        out[a:b] = closure[a:b]
+    return out
 
 
 def blink_targets(spans: list[tuple[int, int]], start: int, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ class TrainConfig:
     w_l1_eyes: float = 0.0  # L1 over the eyes and brows (not in the paper; with blink_rate)
     blink_rate: float = 0.0  # >0: blink-conditioned noise at this many blinks/s (blinks.py)
     blink_crops: float = 0.0  # fraction of training windows placed to hold a blink onset
+    w_blink_code: float = 0.0  # noise GRU's first output follows the eyelids (with blink_rate)
     init_from: str = ""  # checkpoint (path or registry name) to start the networks from
     lr_gen: float = 1e-4
     lr_frame: float = 1e-4

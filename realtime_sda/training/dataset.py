@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetFormatError
-from .blinks import blink_spans, blink_targets
+from .blinks import blink_spans, blink_targets, closure_track
 
 __all__ = [
     "DatasetFormatError",
@@ -139,8 +139,8 @@ class ClipDataset(torch.utils.data.Dataset):
     Each item: ``still`` (3, H, W) a random frame of the same clip, ``frames`` (T, 3, H, W)
     and ``windows`` (T, feat) audio windows; images in [-1, 1]. Also ``clip`` (index) and
     ``start`` so that a sync discriminator can draw shifted audio from the same clip, and the
-    blinks in the window (:mod:`.blinks`): ``onsets`` (T,), ``explained`` (T,) and
-    ``blinks_known`` (1.0 when the clip has landmarks). ``blink_crops`` is the fraction of
+    blinks in the window (:mod:`.blinks`): ``onsets`` (T,), ``explained`` (T,), eyelid
+    ``closure`` (T,) and ``blinks_known`` (1.0 when the clip has landmarks). ``blink_crops`` is the fraction of
     windows placed so that they contain a blink onset (when the clip has one).
     """
 
@@ -161,11 +161,14 @@ class ClipDataset(torch.utils.data.Dataset):
         self.rng = np.random.default_rng(seed)
         self.blink_crops = blink_crops
         self._spans: dict[int, list[tuple[int, int]] | None] = {}
+        self._closure: dict[int, np.ndarray | None] = {}
 
     def blink_spans(self, i: int, clip: dict[str, np.ndarray]) -> list[tuple[int, int]] | None:
         """The blinks of clip ``i`` (cached), None when it has no landmarks."""
         if i not in self._spans:
-            self._spans[i] = blink_spans(clip["landmarks"]) if "landmarks" in clip else None
+            spans = blink_spans(clip["landmarks"]) if "landmarks" in clip else None
+            self._spans[i] = spans
+            self._closure[i] = closure_track(clip["landmarks"], spans) if spans is not None else None
         return self._spans[i]
 
     def _start(self, frames: int, spans: list[tuple[int, int]] | None) -> int:
@@ -195,6 +198,8 @@ class ClipDataset(torch.utils.data.Dataset):
         windows = clip_windows(np.asarray(clip["audio"]), start, self.length, self.stride, self.feat)
 
         onsets, explained = blink_targets(spans or [], start, self.length)
+        closure = self._closure[i]
+        closure = np.zeros(self.length, np.float32) if closure is None else closure[start : start + self.length].copy()
 
         def img(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.array(x, copy=True)).float().div(127.5).sub(1.0)
@@ -207,6 +212,7 @@ class ClipDataset(torch.utils.data.Dataset):
             "start": torch.tensor(start),
             "onsets": torch.from_numpy(onsets),
             "explained": torch.from_numpy(explained),
+            "closure": torch.from_numpy(closure),
             "blinks_known": torch.tensor(float(spans is not None)),
         }
 

@@ -12,9 +12,10 @@ __all__ = ["generate_train"]
 
 
 def generate_train(model: SDAModel, still: torch.Tensor, windows: torch.Tensor,
-                   noise: torch.Tensor | None = None) -> torch.Tensor:
+                   noise: torch.Tensor | None = None, codes: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """still (B, 3, H, W), windows (B, T, feat), raw noise (B, T, aux) or None (drawn here)
-    -> frames (B, T, 3, H, W) in [-1, 1], differentiable."""
+    -> frames (B, T, 3, H, W) in [-1, 1], differentiable. ``codes``, if given, receives the
+    squashed noise (B, T, aux) as ``"noise"`` (for auxiliary losses)."""
     b, t = windows.shape[:2]
     cfg = model.config
     if noise is None:
@@ -22,6 +23,8 @@ def generate_train(model: SDAModel, still: torch.Tensor, windows: torch.Tensor,
     content, _ = model.encoder(windows)
     id_code, skips = model.encoder_id(still)
     squashed, _ = model.generator.squash_noise(noise)
+    if codes is not None:
+        codes["noise"] = squashed
 
     def per_frame(x: torch.Tensor) -> torch.Tensor:
         return x.repeat_interleave(t, dim=0)

@@ -30,7 +30,7 @@ from .config import TrainConfig, TrainConfigError
 from .dataset import ClipDataset, clip_windows, load_clip, read_meta
 from .frame_disc import FrameDiscriminator
 from .generate import generate_train
-from .losses import Discriminators, discriminator_losses, generator_losses, sync_slices
+from .losses import Discriminators, blink_code_loss, discriminator_losses, generator_losses, sync_slices
 from .sequence_disc import SequenceDiscriminator
 from .sync_disc import SyncDiscriminator
 
@@ -195,7 +195,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     eyes = eye_box(mcfg.mean_face, mcfg.img_size) if cfg.w_l1_eyes > 0 else None
     sample_clip = ds.clips[0].id
     weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1, "l1_face": cfg.w_l1_face,
-               "l1_eyes": cfg.w_l1_eyes}
+               "l1_eyes": cfg.w_l1_eyes, "blink_code": cfg.w_blink_code}
     started = time.monotonic()
     log = (out / "metrics.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress, desc="train", unit="step")
@@ -210,8 +210,9 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             if tau is not None:  # noise that explains the real blinks (blinks.py)
                 noise = blink_noise(batch["onsets"], batch["blinks_known"], mcfg.aux_latent, NOISE_STD, tau, gen)
                 explained = batch["explained"]
+            codes: dict[str, torch.Tensor] = {}
             with _autocast(device, cfg.amp):
-                fake = generate_train(model, still, windows, noise)
+                fake = generate_train(model, still, windows, noise, codes)
 
             # discriminators: real vs generated (and, for sync, vs off-sync audio)
             for opt in opts.values():
@@ -227,6 +228,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
                 opt.zero_grad(set_to_none=True)
             with _autocast(device, cfg.amp):
                 g_losses = generator_losses(d, still, real, fake, windows, s, explained, eyes)
+                if explained is not None and cfg.w_blink_code > 0:
+                    g_losses["blink_code"] = blink_code_loss(codes["noise"], batch["closure"], explained * batch["blinks_known"][:, None])
                 g_total = sum(weights[k] * v for k, v in g_losses.items())
             scaler.scale(g_total).backward()
             scaler.step(opts["gen"])

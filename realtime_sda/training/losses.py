@@ -13,7 +13,7 @@ from .sequence_disc import SequenceDiscriminator
 from .sync_disc import SyncDiscriminator, mouth_region, sync_audio
 
 __all__ = ["Discriminators", "SyncSlices", "bce", "l1_lower_face", "masked_l1", "sync_slices", "discriminator_losses",
-           "generator_losses"]
+           "generator_losses", "blink_code_loss"]
 
 
 @dataclass
@@ -108,3 +108,10 @@ def generator_losses(d: Discriminators, still: torch.Tensor, real: torch.Tensor,
         top, bottom, left, right = eyes
         out["l1_eyes"] = masked_l1(fake[..., top:bottom, left:right], real[..., top:bottom, left:right], explained)
     return out
+
+
+def blink_code_loss(squashed: torch.Tensor, closure: torch.Tensor, explained: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the noise GRU's first output (B, T) against the real eyelid
+    closure (B, T), over the frames the noise explains (see :mod:`.blinks`)."""
+    err = (squashed[..., 0].float() - closure.float()) ** 2
+    return (err * explained).sum() / explained.sum().clamp_min(1.0)
