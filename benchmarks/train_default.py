@@ -49,6 +49,7 @@ TRAIN = {
     "blink_rate": 0.3,
     "blink_crops": 0.5,
     "w_blink_code": 50.0,
+    "lr_noise": 3e-3,
     "disc_width": 0.25,
     "seed": 0,
 }

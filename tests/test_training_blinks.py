@@ -109,8 +109,10 @@ def test_training_with_blink_noise_from_a_checkpoint(corpus, tmp_path):
             "checkpoint_every": 10, "log_every": 1, "disc_width": 0.125, "lr_gen": 1e-3, "threads": 1}
     first = train(TrainConfig.from_dict({**base, "out": str(tmp_path / "a"), "steps": 2}), show_progress=False)
     cfg = TrainConfig.from_dict({**base, "out": str(tmp_path / "b"), "steps": 10, "blink_rate": 0.3,
-                                 "blink_crops": 0.5, "w_l1_face": 100.0, "w_l1_eyes": 100.0, "init_from": str(first)})
-    frozen = TrainConfig.from_dict({**cfg.to_dict(), "out": str(tmp_path / "c"), "steps": 1, "lr_gen": 0.0})
+                                 "blink_crops": 0.5, "w_l1_face": 100.0, "w_l1_eyes": 100.0, "w_blink_code": 10.0,
+                                 "lr_noise": 5e-3, "init_from": str(first)})
+    frozen = TrainConfig.from_dict({**cfg.to_dict(), "out": str(tmp_path / "c"), "steps": 1, "lr_gen": 0.0,
+                                    "lr_noise": 0.0})
     start = load_model(train(frozen, show_progress=False))  # lr 0: the networks are those of init_from
     src = load_model(first)
     for part in ("encoder", "encoder_id", "generator"):  # weights (BatchNorm statistics move in train mode)
@@ -118,8 +120,10 @@ def test_training_with_blink_noise_from_a_checkpoint(corpus, tmp_path):
             torch.testing.assert_close(a, b)
     out = load_model(train(cfg, show_progress=False))
     assert out.extra["train_config"]["blink_rate"] == 0.3
+    state = torch.load(tmp_path / "b" / "train_state.pt", weights_only=True)
+    assert [g["lr"] for g in state["optimizers"]["gen"]["param_groups"]] == [1e-3, 5e-3]  # the noise GRU's own rate
     log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert len(log) == 10 and all(np.isfinite(r["l1_eyes"]) for r in log)
+    assert len(log) == 10 and all(np.isfinite(r["l1_eyes"]) and np.isfinite(r["blink_code"]) for r in log)
 
 
 def test_blink_settings_are_checked(corpus, tmp_path):

@@ -43,6 +43,7 @@ class TrainConfig:
     lr_frame: float = 1e-4
     lr_seq: float = 1e-5
     lr_sync: float = 1e-5
+    lr_noise: float = 0.0  # learning rate of the noise GRU (0: lr_gen); see blinks.py
     betas: tuple[float, float] = (0.5, 0.999)
     disc_width: float = 0.25  # channel multiplier of the discriminators (1 = 64 base channels)
     sync_frames: int = 5  # mouth frames the sync discriminator sees (0.2 s at 25 fps)

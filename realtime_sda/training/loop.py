@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -125,11 +126,26 @@ def _resume(out: Path, model: SDAModel, d: Discriminators, opts: dict[str, torch
     for name in ("frame", "seq", "sync"):
         getattr(d, name).load_state_dict(state["discriminators"][name])
     for name, opt in opts.items():
-        opt.load_state_dict(state["optimizers"][name])
+        saved = state["optimizers"][name]
+        if len(saved["param_groups"]) != len(opt.param_groups):  # a run from before lr_noise
+            warnings.warn(f"resuming: the {name} optimizer's parameter groups changed; its Adam moments restart")
+            continue
+        opt.load_state_dict(saved)
     torch.set_rng_state(state["torch_rng"])
     gen.set_state(state["batch_rng"])
     ds.rng.bit_generator.state = json.loads(state["crop_rng"])
     return int(state["step"])
+
+
+def _generator_groups(model: SDAModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The generator's Adam parameter groups: the noise GRU at ``lr_noise`` (when set), the
+    rest at ``lr_gen``. The noise GRU is tiny and must learn its blink code in a short run."""
+    noise = list(model.generator.rnn_noise.parameters()) if hasattr(model.generator, "rnn_noise") else []
+    if not (cfg.lr_noise > 0 and noise):
+        return [{"params": list(model.parameters())}]
+    ids = {id(p) for p in noise}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": noise, "lr": cfg.lr_noise}]
 
 
 def _init_from(model: SDAModel, name: str) -> None:
@@ -173,7 +189,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     for net in (d.frame, d.seq, d.sync):
         net.to(device).train()
     opts = {
-        "gen": torch.optim.Adam(model.parameters(), lr=cfg.lr_gen, betas=cfg.betas),
+        "gen": torch.optim.Adam(_generator_groups(model, cfg), lr=cfg.lr_gen, betas=cfg.betas),
         "frame": torch.optim.Adam(d.frame.parameters(), lr=cfg.lr_frame, betas=cfg.betas),
         "seq": torch.optim.Adam(d.seq.parameters(), lr=cfg.lr_seq, betas=cfg.betas),
         "sync": torch.optim.Adam(d.sync.parameters(), lr=cfg.lr_sync, betas=cfg.betas),
@@ -187,8 +203,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     if (out / "last.pt").is_file() and (out / "train_state.pt").is_file():
         step = _resume(out, model, d, opts, gen, ds)
         for name, opt in opts.items():  # the config, not the saved state, sets the rates
-            for group in opt.param_groups:
-                group["lr"] = lrs[name]
+            for i, group in enumerate(opt.param_groups):  # the generator's group 1: the noise GRU
+                group["lr"] = cfg.lr_noise if (name == "gen" and i == 1) else lrs[name]
     elif cfg.init_from:
         _init_from(model, cfg.init_from)
     tau = onset_threshold(cfg.blink_rate, float(mcfg.video_rate), NOISE_STD) if cfg.blink_rate > 0 else None
