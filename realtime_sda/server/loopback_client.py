@@ -102,8 +102,10 @@ class LoopbackViewer:
     """``async with LoopbackViewer(url, signal=...) as v: await v.wait_frames(50)``."""
 
     def __init__(self, url: str, signal: np.ndarray | None = None, mode: str = "mic",
-                 photo: bytes | None = None, origin: str | None = None, keep_images: bool = True) -> None:
+                 photo: bytes | None = None, origin: str | None = None, keep_images: bool = True,
+                 audio_prefetch: int | None = None) -> None:
         self.url = url
+        self.audio_prefetch = audio_prefetch  # the avatar's audio as the server receives the mic; None: aiortc's
         self.mode = mode
         self.photo = photo
         self.origin = origin
@@ -145,6 +147,12 @@ class LoopbackViewer:
         else:
             self.pc.addTransceiver("audio", direction="recvonly")
         self.pc.addTransceiver("video", direction="recvonly")
+        if self.audio_prefetch is not None:
+            from .peer import set_audio_prefetch
+
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    set_audio_prefetch(transceiver.receiver, self.audio_prefetch)
 
         @self.pc.on("track")
         def _on_track(track: Any) -> None:
