@@ -89,6 +89,10 @@ class Mp4Muxer:
     def has_audio(self) -> bool:
         return self._audio is not None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def video(self, frame: np.ndarray, index: int) -> None:
         """Encode one (H, W, 3) uint8 frame of ``size`` shown at ``index / video_rate``."""
         import av
@@ -190,7 +194,7 @@ class VideoWriter:
     def close(self) -> Path:
         """Write the rest of the audio, flush the encoders and finish the file."""
         try:
-            if self._audio is not None and not self._mux._closed:
+            if self._audio is not None and not self._mux.closed:
                 self._write_audio_until(len(self._audio))
         finally:
             self._mux.close()
