@@ -138,6 +138,19 @@ def test_blink_settings_are_checked(corpus, tmp_path):
     assert read_index(corpus)
 
 
+def test_blink_rate_without_landmarks_is_a_clear_error(corpus, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(corpus, bare)
+    for marks in bare.glob("clips/*/landmarks.npy"):
+        marks.unlink()
+    cfg = TrainConfig.from_dict({"data": str(bare), "out": str(tmp_path / "x"), "model": TINY_MODEL, "steps": 1,
+                                 "blink_rate": 0.3})
+    with pytest.raises(TrainConfigError, match="landmarks.*set blink_rate to 0"):
+        train(cfg, show_progress=False)
+
+
 def test_noise_gru_learns_to_blink_at_the_prior_rate():
     """The mechanism on its own: a noise GRU trained with the blink-code term on conditioned
     noise follows the eyelids, and fed plain prior noise it then blinks at the chosen rate."""

@@ -184,6 +184,12 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
         )
     ds = ClipDataset(cfg.data, cfg.train_split, cfg.clip_frames, mcfg.audio_feat_samples, mcfg.img_size, cfg.seed,
                      blink_crops=cfg.blink_crops)
+    if cfg.blink_rate > 0 and not any((ds.root / "clips" / c.id / "landmarks.npy").is_file() for c in ds.clips):
+        raise TrainConfigError(
+            f"blink_rate needs the clips' landmarks (clips/<id>/landmarks.npy, written by 'realtime-sda synth' and "
+            f"'realtime-sda prepare'), and no {cfg.train_split!r} clip in '{cfg.data}' has them; rebuild the dataset "
+            "with prepare, or set blink_rate to 0 to learn blinks only adversarially"
+        )
     model = SDAModel(mcfg).to(device).train()
     d = build_discriminators(cfg, model)
     for net in (d.frame, d.seq, d.sync):
