@@ -1,7 +1,8 @@
 """``AvatarSession``: one live talking face (its audio stream, state, noise and subscribers).
 
 Audio goes in through :meth:`AvatarSession.push_audio` (any thread, never blocks): it is
-converted to float32 mono at the model rate by a streaming soxr resampler and written into an
+converted to float32 mono at the model rate by a streaming resampler (soxr HQ, the offline
+path's; for live sources a causal FIR that holds back 3 ms, not 13-34) and written into an
 :class:`~.ringbuffer.AudioRingBuffer`. The :class:`~.worker.InferenceWorker` thread takes each
 ready window, steps the session (batched with the others) and hands the frame to every
 subscriber's bounded drop-oldest queue.
@@ -100,6 +101,7 @@ class AvatarSession:
         max_backlog_ms: float | None = 120.0,
         buffer_s: float = 10.0,
         catchup_frames: int | None = 2,
+        resample_quality: str | None = None,
     ) -> None:
         self.id = next(_ids)
         self.config = config
@@ -142,14 +144,16 @@ class AvatarSession:
             config.audio_feat_samples, stride, config.pad_left, config.pad_right,
             capacity=max(int(buffer_s * rate), config.audio_feat_samples + 2 * stride), lookahead=look,
         )
-        self._resampler = StreamResampler(rate)
+        #: live source (pushed in real time): kept on the wall clock after stalls
+        self._live = self.realtime and self.max_backlog_frames is not None
+        # live audio goes through the causal FIR (a fixed ~3 ms delay; soxr's block filters
+        # hold back 13-34 ms, a packet or two); other streams match the offline path exactly
+        self._resampler = StreamResampler(rate, resample_quality or ("causal" if self._live else "HQ"))
         self._noise = NoiseSource(config.aux_latent, seed)
         self._lock = threading.Lock()
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (total after write, time)
         self._subscribers: list[FrameQueue[VideoFrame]] = []
         self._t0 = clock.now()
-        #: live source (pushed in real time): kept on the wall clock after stalls
-        self._live = self.realtime and self.max_backlog_frames is not None
         self._keeper = WallClockKeeper()
         self._audio_ended = False
         self.closed = False

@@ -133,7 +133,8 @@ class InferenceWorker:
     ) -> AvatarSession:
         """A new session for an aligned still ``(1, 3, H, W)`` in [-1, 1] (or its identity).
 
-        ``options``: ``grace_ms``, ``max_backlog_ms``, ``buffer_s`` (see :class:`AvatarSession`).
+        ``options``: ``grace_ms``, ``max_backlog_ms``, ``buffer_s``, ``catchup_frames``,
+        ``resample_quality`` (see :class:`AvatarSession`).
         """
         if isinstance(still, IdentityContext):
             identity_job: Callable[[], IdentityContext] = lambda: still
