@@ -233,3 +233,40 @@ def test_wall_clock_keeper_bookkeeping() -> None:
     k.filled(640)
     assert k.admit(320, 4000, 4000, 10**6) == (0, 320)  # ahead right after a stall: late
     assert k.admit(320, 4000, 4330, 10**6) == (0, 0) and k.debt == 0  # on time again: debt over
+
+
+def test_live_schedule_follows_the_least_delayed_arrival(tiny_model) -> None:
+    """The first packet comes 15 ms later than the rest (e.g. connection set-up): the live
+    schedule moves earlier with the next packet, so each frame is made as soon as the packet
+    completing its window arrives, not 15 ms later; a later, slower packet does not move it
+    back."""
+    cfg = tiny_model.config
+    rate, chunk = cfg.audio_rate, cfg.audio_rate // 50  # 20 ms packets
+    audio = (0.3 * np.sin(np.arange(rate * 2) * 0.05)).astype(np.float32)
+
+    async def main():
+        clock = ManualClock()
+        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
+        await worker.start()
+        try:
+            s = await worker.open_session(_still(tiny_model), seed=0)
+            s.push_audio(audio[:chunk], rate)  # packet 0, late
+            clock.advance(0.005)  # packet 1 arrives only 5 ms later
+            t0_first, made_with = None, []
+            for k in range(1, 40):
+                s.push_audio(audio[k * chunk : (k + 1) * chunk], rate)
+                t0_first = s._t0 if t0_first is None else t0_first
+                if k == 20:
+                    clock.advance(0.010)  # one slow packet
+                await worker.tick()
+                made_with.append((k, s.frames_emitted))
+                clock.advance(0.020 if k != 20 else 0.010)
+            return made_with, t0_first, s._t0
+        finally:
+            await worker.stop()
+
+    made_with, t0_first, t0_last = asyncio.run(main())
+    for k, emitted in made_with:  # frame i's window ends with packet (E_i / chunk) - 1
+        ready = sum(1 for i in range(64) if ((i + 1) * cfg.stride + cfg.lookahead_samples) // chunk - 1 <= k)
+        assert emitted == ready, (k, emitted, ready)
+    assert t0_last == pytest.approx(t0_first)  # the slow packet left the schedule alone

@@ -19,7 +19,9 @@ lower it to trade quality for latency: audio later than that point is treated as
 
 Real-time mode (``realtime=True``) follows a schedule anchored when the session opens (or
 at the first audio, if that comes before any frame was made): frame ``i`` is due at
-``t0 + ((i+1)*stride + lookahead) / rate``. Before any audio the face idles on silence.
+``t0 + ((i+1)*stride + lookahead) / rate``. Before any audio the face idles on silence. A live
+source's schedule then moves earlier whenever audio arrives less delayed than ever before
+(outside a stall), so frames never wait for a schedule set by a late first packet.
 
 - Pacing: a ready frame is not emitted before it is due (pushed-ahead audio plays at 1x).
 - Stall: when a frame's audio is overdue by more than ``grace_ms``, the missing samples are
@@ -191,6 +193,11 @@ class AvatarSession:
             if self._live and samples.size:
                 samples = self._keep_on_wall(samples, now)
             self._write(samples, now)
+            if self._live and samples.size and not self._keeper.debt and not self._keeper.stalled:
+                # min-delay schedule: it follows the least-delayed arrival so far, so audio never
+                # waits for a schedule set by a slower first packet (or a sender clock that runs
+                # fast); late arrivals only make their frames late
+                self._t0 = min(self._t0, now - self._master_total() / self.config.audio_rate)
             # real time: the worker sleeps until the next due time (or due + grace while the
             # window is incomplete); wake it only when this audio completes the next window or
             # a due frame waits for it (one wake-up per frame, not per chunk)
