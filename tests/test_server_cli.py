@@ -54,6 +54,8 @@ def test_serve_bad_arguments_give_clean_errors(tmp_path, capsys):
     assert "--max-sessions must be at least 1" in capsys.readouterr().err
     assert cli_main(["serve", "--audio-prefetch", "-1"]) == 1
     assert "--audio-prefetch must be 0 or more" in capsys.readouterr().err
+    assert cli_main(["serve", "--playout-margin-ms", "2"]) == 1
+    assert "--playout-margin-ms must be between 5 and 1000" in capsys.readouterr().err
 
 
 def test_real_face_photo_is_aligned_and_used(shared_example, tiny_model):

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "one (default 0: each is decoded as soon as it arrives in sequence, for loopback and "
                         "a LAN; 1 is aiortc's minimum, 4 its default). More prefetch absorbs network jitter "
                         "and packet reordering, at 20 ms of latency per packet")
+    p.add_argument("--playout-margin-ms", type=float, default=10.0, metavar="MS",
+                   help="how early frames must reach a viewer's sender before their slot (default 10; the "
+                        "playout clock moves later on its own when frames come later than that)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.set_defaults(func=run)
 
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.audio_prefetch < 0:
         raise RealtimeSDAError(f"--audio-prefetch must be 0 or more, got {args.audio_prefetch}")
+    if not 5 <= args.playout_margin_ms <= 1000:
+        raise RealtimeSDAError(f"--playout-margin-ms must be between 5 and 1000, got {args.playout_margin_ms}")
     if args.max_sessions < 1:
         raise RealtimeSDAError(f"--max-sessions must be at least 1, got {args.max_sessions}")
     from ..loading import load_model
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         limits=Limits(max_sessions=args.max_sessions, allowed_origins=frozenset(args.allow_origin)),
         broadcast=args.broadcast, broadcast_audio=Path(args.broadcast_audio) if args.broadcast_audio else None,
         lookahead_ms=args.lookahead_ms, audio_prefetch=args.audio_prefetch,
+        playout_margin_ms=args.playout_margin_ms,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 

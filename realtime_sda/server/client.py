@@ -106,7 +106,8 @@ class Client:
             if still is None:
                 raise SignalingError("no_avatar", "choose a photo first: this server has no default avatar")
         peer = PeerSession(server.ice_servers, float(server.model.config.video_rate), self.name,
-                           audio_prefetch=server.config.audio_prefetch)
+                           audio_prefetch=server.config.audio_prefetch,
+                           playout_margin_s=server.config.playout_margin_ms / 1000.0)
         self.peer = peer
         answer = await peer.answer(msg.sdp or "", want_mic=msg.mode == "mic")
         if msg.mode == "watch":

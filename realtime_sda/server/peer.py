@@ -119,13 +119,13 @@ class PeerSession:
     MediaStream) and, in ``mic`` mode, hands the received microphone audio to ``on_audio``."""
 
     def __init__(self, ice_servers: list[str], video_rate: float, name: str,
-                 audio_prefetch: int | None = DEFAULT_AUDIO_PREFETCH) -> None:
+                 audio_prefetch: int | None = DEFAULT_AUDIO_PREFETCH, playout_margin_s: float | None = None) -> None:
         aiortc = require("aiortc", "server", "The WebRTC server")
         config = aiortc.RTCConfiguration(iceServers=[aiortc.RTCIceServer(urls=u) for u in ice_servers])
         self.pc = aiortc.RTCPeerConnection(configuration=config)
         self.name = name
         self.audio_prefetch = audio_prefetch  # None: aiortc's default
-        self.sink = ViewerSink(period_s=1.0 / video_rate)
+        self.sink = ViewerSink(period_s=1.0 / video_rate, margin_s=playout_margin_s)
         self.video, self.audio = make_tracks(self.sink, video_rate)
         self._mic_task: asyncio.Task[None] | None = None
         self.on_audio: Callable[[np.ndarray, int], None] | None = None

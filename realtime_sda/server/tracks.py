@@ -33,6 +33,7 @@ __all__ = ["MediaClock", "ViewerSink", "AvatarVideoTrack", "AvatarAudioTrack", "
 OUT_AUDIO_RATE = 48000  # Opus
 VIDEO_CLOCK = 90000  # RTP video clock
 AUDIO_PTIME_SAMPLES = OUT_AUDIO_RATE // 50  # 20 ms
+DEFAULT_MARGIN_S = 0.010
 MIN_SLACK_S = 0.005  # a frame arriving closer than this to its slot (or after it) moves playback later
 
 
@@ -124,10 +125,12 @@ class ViewerSink:
         self._video_ready = asyncio.Event()
         self._audio_ready = asyncio.Event()
         # the playout margin absorbs how unevenly frames arrive (their audio must be here
-        # before its first 20 ms packet is due): half a period by default. Playback moves
-        # earlier again when every frame of the last 10 s came early by more than a further
-        # half margin (a hiccup's slip does not stay)
-        margin = period_s / 2 if margin_s is None else margin_s
+        # before its first 20 ms packet is due): 10 ms by default. Playback moves earlier
+        # again when every frame of the last 10 s came early by more than a further half
+        # margin (a hiccup's slip does not stay)
+        margin = DEFAULT_MARGIN_S if margin_s is None else margin_s
+        if margin < MIN_SLACK_S:
+            raise ValueError(f"the playout margin must be at least {1000 * MIN_SLACK_S:g} ms, got {1000 * margin:g} ms")
         self.clock = MediaClock(margin_s=margin, period_s=period_s, window=max(1, round(10.0 / period_s)),
                                 reclaim_s=margin / 2)
         self.closed = False
