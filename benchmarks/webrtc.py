@@ -1,16 +1,20 @@
 """WebRTC avatar benchmark on loopback: end-to-end latency and A/V offset.
 
 A real aiortc peer sends bursts of noise (between stretches of silence) as its microphone to
-an in-process AvatarServer and receives the avatar. For every burst:
+an in-process AvatarServer and receives the avatar. Times start when a burst's first sample
+was *captured*: the sending track hands over each 20 ms packet once its last sample would
+have been captured by a microphone. For every burst:
 
-- end-to-end latency: from the moment the burst's first sample was handed to the sending
-  track to the arrival of the first video frame that reacts to it (the frame whose window
-  first hears the burst). That frame shows a moment a look-ahead *before* the burst, so
-  this figure leaves the look-ahead out;
-- speech-to-avatar latency: from the same moment to the arrival of the burst's onset in the
-  avatar's own audio, whose frames carry the same timestamps as its pictures: how late a
-  person hears and sees the avatar say what they said. It includes the look-ahead, and is
-  the figure to hold against the aim (look-ahead + 60 ms);
+- latency (the figure the aim is about): the frame shown with the burst's onset (found on
+  the shared output timeline through RTCP sender reports) is made from its own 40 ms audio
+  period plus the look-ahead; from the capture of the end of that period to the arrival of
+  the frame's last RTP packet (a browser decodes on it). Its floor is the look-ahead
+  (SDA_MODEL.md: "the least latency this model can have");
+- voice delay: from the onset's capture until the onset could be played from the avatar's
+  own audio (its packet's arrival plus the onset's place in it), which plays with its frames;
+- first reaction: to the arrival of the first video frame that differs (its window first
+  hears the burst; it shows a moment a look-ahead *before* the burst), with a breakdown:
+  microphone in, model, out;
 - A/V offset: the received audio's burst onset and that frame, both converted to the
   sender's clock through RTCP sender reports (as a browser does), minus the lead the window
   geometry gives that frame (look-ahead + the onset's place within a frame, whose average
@@ -44,6 +48,7 @@ from realtime_sda.server.loopback_client import LoopbackViewer, audio_responsive
 from realtime_sda.testing import grid_config, tiny_config
 
 RATE = 48000
+PTIME = 960  # 20 ms microphone packets
 BURST_S = 0.4
 CHANGE = 1.0  # mean abs change (8-bit levels) that counts as the picture reacting; silence gives < 0.2
 
@@ -89,20 +94,21 @@ def tap_server(peer) -> dict[str, list]:
     return taps
 
 
-def matched(taps: dict[str, list], viewer: LoopbackViewer, sink_time: float) -> tuple[int, float] | None:
+def matched(taps: dict[str, list], viewer: LoopbackViewer, sink_time: float) -> tuple[int, float, float] | None:
     """The client's copy of the frame that reached the server's sink at ``sink_time``: found
-    by its RTP timestamp (not by its picture), as (received frame number, arrival time)."""
+    by its RTP timestamp (not by its picture), as (received frame number, arrival time, when
+    the server's video track handed it to aiortc's encoder)."""
     sink = next((s for s in taps["sink"] if s[0] == sink_time), None)
     sent = taps["sent"]
     if sink is None or not sent:
         return None
-    out = next((pts for index, pts, _ in sent if index >= sink[2]), None)
+    out, handed = next(((pts, t) for index, pts, t in sent if index >= sink[2]), (None, None))
     if out is None:
         return None
     want = out - sent[0][1]  # the client's pts count from the first frame received
     rtp = viewer.video.rtp
     k = next((j for j, p in enumerate(rtp) if p >= want - 2), None)  # aiortc may round a tick down
-    return None if k is None or abs(rtp[k] - want) > 2 else (k, viewer.video.times[k])
+    return None if k is None or abs(rtp[k] - want) > 2 else (k, viewer.video.times[k], handed)
 
 
 def sink_jitter_ms(taps: dict[str, list]) -> dict[str, float]:
@@ -125,7 +131,8 @@ def breakdown(taps: dict[str, list], sent: float, every: float) -> dict[str, flo
     return {"mic_in_ms": 1000 * (mic - sent), "model_ms": 1000 * (frame - mic), "sink_time": frame}
 
 
-def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, every: float, taps: dict) -> list[dict]:
+def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, every: float, taps: dict,
+            stride: float) -> list[dict]:
     v, a = viewer.video, viewer.audio
     imgs = np.stack(v.data).astype(np.float32)
     diff = np.r_[0.0, np.abs(imgs[1:] - imgs[:-1]).mean(axis=(1, 2, 3))]
@@ -133,44 +140,58 @@ def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, eve
     audio_pts = np.asarray(a.rtp)
     out = []
     for onset in onsets:
-        k = onset // 960
+        k = onset // PTIME
         if k >= len(viewer.mic.sent_at):
             break
-        sent = viewer.mic.sent_at[k] + (onset - k * 960) / RATE
-        window = (vt > sent) & (vt < sent + every * 0.8)
+        # a microphone hands a packet over once its last sample is captured
+        captured = viewer.mic.sent_at[k] - PTIME / RATE + (onset - k * PTIME) / RATE
+        window = (vt > captured) & (vt < captured + every * 0.8)
         hits = np.flatnonzero(window & (diff > CHANGE))
         if not hits.size:
             continue
         fi = int(hits[0])
-        # received audio onset after the burst was sent
-        a_onset = a_arrival = None
-        for j in np.flatnonzero(np.asarray(a.times) > sent):
+        # the onset in the avatar's audio: its sender time (RTCP) and when it could be played
+        a_onset = a_play = None
+        for j in np.flatnonzero(np.asarray(a.times) > captured):
             loud = np.flatnonzero(np.abs(a.data[j]) > 0.1)
             if loud.size:
                 a_onset = a.sender_time(int(audio_pts[j]) + int(loud[0]), RATE, near=a.times[j])
-                a_arrival = a.times[j]  # the packet holding the onset reached the viewer
+                a_play = a.times[j] + loud[0] / RATE  # its packet arrived; the onset sits loud[0] in
                 break
         if a_onset is None:
             continue
         v_send = v.sender_time(v.rtp[fi], 90000, near=vt[fi])
-        parts = breakdown(taps, sent, every)
+        # the frame shown with the onset (same output timeline) and when it arrived (last packet)
+        near = np.flatnonzero((vt > captured) & (vt < captured + every * 0.8))
+        shown = [(i, t) for i in near if (t := v.sender_time(v.rtp[i], 90000, near=vt[i])) <= a_onset + 5e-4]
+        frame_latency = None
+        if shown:
+            i, t_send = shown[-1]
+            arrived = v.last_packet.get(v.rtp_timestamp(v.rtp[i]), vt[i])
+            period_end_captured = captured + (t_send + stride - a_onset)  # output = delayed input
+            frame_latency = 1000 * (arrived - period_end_captured)
+        parts = breakdown(taps, captured, every)
         if parts:
-            parts["out_ms"] = 1000 * (vt[fi] - sent) - parts["mic_in_ms"] - parts["model_ms"]
+            parts["out_ms"] = 1000 * (vt[fi] - captured) - parts["mic_in_ms"] - parts["model_ms"]
             # the same frame found by its timestamp: latency without the codec's say in when
             # the picture first differs enough on the client
-            match = matched(taps, viewer, parts.pop("sink_time"))
+            sink_time = parts.pop("sink_time")
+            match = matched(taps, viewer, sink_time)
             if match is not None:
-                k, t_recv = match
-                parts["matched_latency_ms"] = 1000 * (t_recv - sent)
+                k, t_recv, handed = match
+                parts["playout_wait_ms"] = 1000 * (handed - sink_time)
+                parts["matched_latency_ms"] = 1000 * (t_recv - captured)
                 parts["matched_out_ms"] = parts["matched_latency_ms"] - parts["mic_in_ms"] - parts["model_ms"]
                 parts["matched_av_offset_ms"] = 1000 * ((a_onset - v.sender_time(v.rtp[k], 90000, near=vt[k])) - geometry_lead)
                 last = v.last_packet.get(v.rtp_timestamp(v.rtp[k]))
                 if last is not None:  # what aiortc's receiver adds: waiting for the next frame
                     parts["client_wait_ms"] = 1000 * (t_recv - last)
+                    parts["encode_send_ms"] = 1000 * (last - handed)  # VP8, packets, loopback
         out.append({
-            "t": sent - viewer.mic.sent_at[0],
-            "latency_ms": 1000 * (vt[fi] - sent),
-            "speech_to_avatar_ms": 1000 * (a_arrival - sent),
+            "t": captured - viewer.mic.sent_at[0],
+            "latency_ms": 1000 * (vt[fi] - captured),
+            "speech_to_avatar_ms": 1000 * (a_play - captured),
+            **({"frame_latency_ms": frame_latency} if frame_latency is not None else {}),
             "av_offset_ms": 1000 * ((a_onset - v_send) - geometry_lead),
             **parts,
         })
@@ -203,7 +224,7 @@ async def run(args: argparse.Namespace) -> dict:
             }
     lookahead = config.lookahead_samples / config.audio_rate
     stride = config.stride / config.audio_rate
-    bursts = analyse(viewer, onsets, lookahead + stride / 2, every, taps)
+    bursts = analyse(viewer, onsets, lookahead + stride / 2, every, taps, stride)
     t = np.asarray(viewer.video.times)
     steady = t[t > t[0] + 2.0]
     lat = np.array([b["latency_ms"] for b in bursts])
@@ -221,10 +242,14 @@ async def run(args: argparse.Namespace) -> dict:
         "latency_ms": {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)), "min": float(lat.min()), "max": float(lat.max()),
                        **{f"{k}_median": float(np.median([b[k] for b in bursts if k in b])) for k in ("mic_in_ms", "model_ms", "out_ms")
                           if any(k in b for b in bursts)}},
+        "frame_latency_ms": {"median": float(np.median(fl := [b["frame_latency_ms"] for b in bursts if "frame_latency_ms" in b])),
+                             "p90": float(np.percentile(fl, 90)), "min": float(np.min(fl)), "max": float(np.max(fl)),
+                             "beyond_lookahead_median": float(np.median(fl)) - 1000 * lookahead, "bursts": len(fl)},
         "speech_to_avatar_ms": {"median": float(np.median(s2a := [b["speech_to_avatar_ms"] for b in bursts])),
                                 "p90": float(np.percentile(s2a, 90)),
                                 "beyond_lookahead_median": float(np.median(s2a)) - 1000 * lookahead},
-        "matched": {f"{k}_median": float(np.median(vals)) for k in ("matched_latency_ms", "matched_out_ms", "client_wait_ms")
+        "matched": {f"{k}_median": float(np.median(vals)) for k in ("matched_latency_ms", "matched_out_ms", "playout_wait_ms",
+                                                                  "encode_send_ms", "client_wait_ms")
                     if (vals := [b[k] for b in bursts if k in b])}
         | ({"matched_av_offset_ms_median": float(np.median(m)), "matched_av_offset_abs_p90": float(np.percentile(np.abs(m), 90)),
             "bursts": len(m)} if (m := [b["matched_av_offset_ms"] for b in bursts if "matched_av_offset_ms" in b]) else {}),
@@ -253,23 +278,27 @@ def main() -> None:
     lat, av = result["latency_ms"], result["av_offset_ms"]
     print(f"model {args.config} {result['model']['img_size']} look-ahead {result['model']['lookahead_ms']:.0f} ms, "
           f"{result['seconds']:.0f} s, {result['bursts']} bursts, received {result['received_fps']:.2f} fps")
-    print(f"end-to-end latency: median {lat['median']:.0f} ms, p90 {lat['p90']:.0f} ms (min {lat['min']:.0f}, max {lat['max']:.0f})")
+    print(f"first reaction (onset captured -> first frame that differs): median {lat['median']:.0f} ms, p90 {lat['p90']:.0f} ms (min {lat['min']:.0f}, max {lat['max']:.0f})")
     parts = ", ".join(f"{k[:-10]} {lat[k]:.0f} ms" for k in ("mic_in_ms_median", "model_ms_median", "out_ms_median") if k in lat)
-    print(f"  median parts: {parts} (mic in: sent -> pushed into the session; model: -> frame made "
+    print(f"  median parts: {parts} (mic in: captured -> pushed into the session; model: -> frame made "
           f"(look-ahead, window, inference); out: -> playout clock, VP8, network, jitter buffer)")
     print(f"A/V offset: median {av['median']:+.1f} ms, |offset| p90 {av['abs_p90']:.0f} ms, mean {av['mean']:+.1f} ms, "
           f"std {av['std']:.1f} ms (each burst +-{av['per_burst_quantization_ms']:.0f} ms "
           f"from the frame grid), drift {av['drift_ms_per_min']:+.2f} ms/min")
-    s2a = result["speech_to_avatar_ms"]
-    print(f"speech-to-avatar latency (burst onset in the avatar's own audio, with its matching frames): median "
-          f"{s2a['median']:.0f} ms, p90 {s2a['p90']:.0f} ms = look-ahead {result['model']['lookahead_ms']:.0f} ms "
-          f"+ {s2a['beyond_lookahead_median']:.0f} ms")
+    fl, s2a = result["frame_latency_ms"], result["speech_to_avatar_ms"]
+    print(f"LATENCY (the aim's): a frame's arrival (last packet) minus the capture of the end of its own audio "
+          f"period: median {fl['median']:.0f} ms, p90 {fl['p90']:.0f} ms = look-ahead "
+          f"{result['model']['lookahead_ms']:.0f} ms + {fl['beyond_lookahead_median']:.0f} ms (aim: + 60 ms on a GPU)")
+    print(f"voice delay (burst onset captured -> the onset playable in the avatar's audio, which plays with its "
+          f"frames): median {s2a['median']:.0f} ms, p90 {s2a['p90']:.0f} ms")
     m = result["matched"]
     if m:
         print(f"same frames matched by timestamp ({m.get('bursts', 0)} bursts): latency median "
               f"{m.get('matched_latency_ms_median', float('nan')):.0f} ms (out {m.get('matched_out_ms_median', float('nan')):.0f} ms), "
               f"A/V median {m.get('matched_av_offset_ms_median', float('nan')):+.1f} ms, |A/V| p90 {m.get('matched_av_offset_abs_p90', float('nan')):.0f} ms; "
-              f"of out, {m.get('client_wait_ms_median', float('nan')):.0f} ms between the frame's last packet arriving "
+              f"of out, {m.get('playout_wait_ms_median', float('nan')):.0f} ms playout clock, "
+              f"{m.get('encode_send_ms_median', float('nan')):.0f} ms VP8 + send + loopback, "
+              f"{m.get('client_wait_ms_median', float('nan')):.0f} ms between the frame's last packet arriving "
               f"and aiortc's receiver decoding it (it waits for the next frame's first packet)")
     print(f"frames reach the sink after their master time: {result['sink_jitter_ms']} (ms above the earliest)")
     print(f"server: {result['server']['frames_sent']} frames sent, {result['server']['dropped_late']} late-dropped, "
