@@ -197,11 +197,16 @@ async function updateFigures() {
   // difference of the two playout delays.
   const ePlayV = now.video.estimatedPlayoutTimestamp, ePlayA = now.audio && now.audio.estimatedPlayoutTimestamp;
   const avMs = ePlayV && ePlayA ? ePlayA - ePlayV : (isFinite(aBuf) ? videoDelayMs - 1000 * aBuf : NaN);
+  // end to end: the model's look-ahead (a frame needs audio until then), the server (window
+  // complete -> frame sent), the network both ways, and this browser's video playout delay
+  const look = sda.ready && isFinite(sda.ready.lookahead_ms) ? sda.ready.lookahead_ms : 0;
   const e2eMs = sda.serverLatencyMs !== null && sda.serverLatencyMs !== undefined
-    ? sda.serverLatencyMs + 1000 * rtt + videoDelayMs : NaN;
-  sda.figures = { fps, framesDecoded: now.video.framesDecoded, avOffsetMs: avMs, latencyMs: e2eMs };
+    ? look + sda.serverLatencyMs + 1000 * rtt + videoDelayMs : NaN;
+  sda.figures = { fps, framesDecoded: now.video.framesDecoded, avOffsetMs: avMs, latencyMs: e2eMs,
+    lookaheadMs: look, serverMs: sda.serverLatencyMs, rttMs: 1000 * rtt, videoPlayoutMs: videoDelayMs,
+    audioPlayoutMs: 1000 * aBuf };
   $("fps").textContent = isFinite(fps) ? `${fps.toFixed(1)} fps` : "–";
-  $("latency").textContent = isFinite(e2eMs) ? `${e2eMs.toFixed(0)} ms (server ${sda.serverLatencyMs} ms + network + playout)` : "–";
+  $("latency").textContent = isFinite(e2eMs) ? `${e2eMs.toFixed(0)} ms (look-ahead ${look.toFixed(0)} + server ${sda.serverLatencyMs} + network ${(1000 * rtt).toFixed(0)} + playout ${videoDelayMs.toFixed(0)} ms)` : "–";
   $("avoffset").textContent = isFinite(avMs) ? `${avMs >= 0 ? "+" : ""}${avMs.toFixed(0)} ms` : "–";
   $("frames").textContent = `${now.video.framesDecoded || 0} decoded, ${now.video.framesDropped || 0} dropped`;
 }

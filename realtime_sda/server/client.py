@@ -50,8 +50,11 @@ class Client:
     async def run(self) -> None:
         """Answer messages until the websocket closes."""
         cfg = self.server.model.config
+        own = 1000.0 * cfg.lookahead_samples / cfg.audio_rate
+        lookahead = own if self.server.lookahead_ms is None else min(float(self.server.lookahead_ms), own)
         await self.send(encode(
             "ready", video_rate=float(cfg.video_rate), width=cfg.img_size[1], height=cfg.img_size[0],
+            lookahead_ms=round(lookahead, 1),
             broadcast=self.server.broadcast is not None, has_avatar=self.server.default_still is not None,
         ))
         self._stats_task = asyncio.get_running_loop().create_task(self._stats(), name=f"{self.name}-stats")

@@ -11,7 +11,7 @@ Client to server (text messages; a binary message is a photo upload)::
 
 Server to client::
 
-    {"type": "ready", "video_rate": 25.0, "width": 96, "height": 128, "broadcast": false, ...}
+    {"type": "ready", "video_rate": 25.0, "width": 96, "height": 128, "lookahead_ms": 80.0, "broadcast": false, ...}
     {"type": "avatar", "width": .., "height": .., "aligned": true}   photo accepted
     {"type": "answer", "sdp": "..."}
     {"type": "stats", "latency_ms": .., "frames": .., "dropped": ..}
