@@ -4,6 +4,7 @@ no backlog after the source resumes, reduced look-ahead."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import numpy as np
 import pytest
@@ -21,6 +22,18 @@ def _still(model) -> torch.Tensor:
     return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
+@contextlib.asynccontextmanager
+async def _manual_worker(model):
+    """A started worker on a manual clock (ticked by the test), stopped afterwards."""
+    clock = ManualClock()
+    worker = InferenceWorker(model, clock=clock, autotick=False)
+    await worker.start()
+    try:
+        yield clock, worker
+    finally:
+        await worker.stop()
+
+
 def _drain(q) -> list:
     out = []
     while (f := q.get_nowait()) is not None:
@@ -35,10 +48,7 @@ def test_pacing_stall_and_recovery(tiny_model) -> None:
     audio = (0.5 * np.sin(np.arange(rate * 4) * 0.05) + 0.1).astype(np.float32)
 
     async def main():
-        clock = ManualClock()
-        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
-        await worker.start()
-        try:
+        async with _manual_worker(tiny_model) as (clock, worker):
             s = await worker.open_session(_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
             q = s.subscribe(10_000)
             t0, pos, log = clock.now(), 0, []  # log: (time, frames so far)
@@ -68,8 +78,6 @@ def test_pacing_stall_and_recovery(tiny_model) -> None:
             snap = s.stats.snapshot()
             frames = _drain(q)
             return frames, snap, log, s.buffered_seconds()
-        finally:
-            await worker.stop()
 
     frames, snap, log, buffered = asyncio.run(main())
     # one master clock: consecutive indices, pts = index * stride, audio slices of stride
@@ -94,10 +102,7 @@ def test_reduced_lookahead_emits_earlier_and_zero_fills(tiny_model) -> None:
     rate = cfg.audio_rate
 
     async def main():
-        clock = ManualClock()
-        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
-        await worker.start()
-        try:
+        async with _manual_worker(tiny_model) as (clock, worker):
             full = await worker.open_session(_still(tiny_model), seed=0)
             fast = await worker.open_session(_still(tiny_model), seed=0, lookahead_ms=0)
             assert full.lookahead_ms == 1000.0 * cfg.lookahead_samples / rate and fast.lookahead_ms == 0
@@ -111,8 +116,6 @@ def test_reduced_lookahead_emits_earlier_and_zero_fills(tiny_model) -> None:
                     if s.frames_emitted and s not in first:
                         first[s] = (k + 1) * 0.01
             return first[full], first[fast]
-        finally:
-            await worker.stop()
 
     t_full, t_fast = asyncio.run(main())
     # frame 0 needs audio up to stride + lookahead: 40 + 80 ms vs 40 + 0 ms
@@ -128,10 +131,7 @@ def test_slow_steps_jump_the_timeline_instead_of_falling_behind(tiny_model) -> N
     audio = (0.3 * np.sin(np.arange(rate * 3) * 0.03)).astype(np.float32)
 
     async def main():
-        clock = ManualClock()
-        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
-        await worker.start()
-        try:
+        async with _manual_worker(tiny_model) as (clock, worker):
             s = await worker.open_session(_still(tiny_model), seed=0)
             q = s.subscribe(1000)
             for k in range(150):  # 3 s of audio in 20 ms pushes, a step every 10th push
@@ -140,8 +140,6 @@ def test_slow_steps_jump_the_timeline_instead_of_falling_behind(tiny_model) -> N
                 if k % 10 == 9:
                     await worker.tick()
             return _drain(q), s.stats.snapshot(), s._wall_index(clock.now())
-        finally:
-            await worker.stop()
 
     frames, snap, wall_index = asyncio.run(main())
     idx = [f.index for f in frames]
@@ -161,10 +159,7 @@ def _live_run(tiny_model, backlog: bool):
     audio = (0.4 * np.sin(np.arange(rate * 4) * 0.05) + 0.1).astype(np.float32)
 
     async def main():
-        clock = ManualClock()
-        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
-        await worker.start()
-        try:
+        async with _manual_worker(tiny_model) as (clock, worker):
             s = await worker.open_session(_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
             q = s.subscribe(10_000)
             pos, after = 0, []
@@ -190,8 +185,6 @@ def _live_run(tiny_model, backlog: bool):
                 await step(True)
                 after.append((s._wall_index(clock.now()), s.next_index - 1, s.stats.snapshot()))
             return _drain(q), after
-        finally:
-            await worker.stop()
 
     return asyncio.run(main())
 
@@ -245,10 +238,7 @@ def test_live_schedule_follows_the_least_delayed_arrival(tiny_model) -> None:
     audio = (0.3 * np.sin(np.arange(rate * 2) * 0.05)).astype(np.float32)
 
     async def main():
-        clock = ManualClock()
-        worker = InferenceWorker(tiny_model, clock=clock, autotick=False)
-        await worker.start()
-        try:
+        async with _manual_worker(tiny_model) as (clock, worker):
             s = await worker.open_session(_still(tiny_model), seed=0)
             s.push_audio(audio[:chunk], rate)  # packet 0, late
             clock.advance(0.005)  # packet 1 arrives only 5 ms later
@@ -262,8 +252,6 @@ def test_live_schedule_follows_the_least_delayed_arrival(tiny_model) -> None:
                 made_with.append((k, s.frames_emitted))
                 clock.advance(0.020 if k != 20 else 0.010)
             return made_with, t0_first, s._t0
-        finally:
-            await worker.stop()
 
     made_with, t0_first, t0_last = asyncio.run(main())
     for k, emitted in made_with:  # frame i's window ends with packet (E_i / chunk) - 1
