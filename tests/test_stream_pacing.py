@@ -258,3 +258,31 @@ def test_live_schedule_follows_the_least_delayed_arrival(tiny_model) -> None:
         ready = sum(1 for i in range(64) if ((i + 1) * cfg.stride + cfg.lookahead_samples) // chunk - 1 <= k)
         assert emitted == ready, (k, emitted, ready)
     assert t0_last == pytest.approx(t0_first)  # the slow packet left the schedule alone
+
+
+def test_live_burst_ahead_is_dropped_not_made_at_once(tiny_model) -> None:
+    """A live source that suddenly delivers 1 s ahead (no stall before it) is a burst, not a
+    shorter network delay: the schedule does not jump 1 s earlier (which would make 25 frames
+    at once); the backlog rule drops the oldest of it and frames keep the video rate."""
+    cfg = tiny_model.config
+    rate, chunk = cfg.audio_rate, cfg.audio_rate // 50
+    audio = (0.3 * np.sin(np.arange(rate * 4) * 0.05)).astype(np.float32)
+
+    async def main():
+        async with _manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(_still(tiny_model), seed=0, max_backlog_ms=120)
+            pos, per_tick = 0, []
+            for k in range(100):
+                n = chunk + (rate if k == 50 else 0)  # packet 50 brings 1 s extra
+                s.push_audio(audio[pos : pos + n], rate)
+                pos += n
+                before = s.frames_emitted
+                await worker.tick()
+                per_tick.append(s.frames_emitted - before)
+                clock.advance(0.02)
+            return per_tick, s.stats.snapshot()
+
+    per_tick, snap = asyncio.run(main())
+    assert max(per_tick) <= 4  # at most the 120 ms backlog plus the frame due
+    assert snap.skipped_frames >= 20  # the rest of the burst was dropped
+    assert snap.silence_frames == 0  # and the schedule still matches the audio that follows

@@ -157,6 +157,8 @@ class AvatarSession:
         self._subscribers: list[FrameQueue[VideoFrame]] = []
         self._t0 = clock.now()
         self._keeper = WallClockKeeper()
+        #: the most the live schedule moves earlier at once (the backlog, at least one period)
+        self._max_lead_s = max(self.max_backlog_frames or 0, 1) * stride / rate
         self._audio_ended = False
         self.closed = False
         self.finished = False
@@ -196,8 +198,11 @@ class AvatarSession:
             if self._live and samples.size and not self._keeper.debt and not self._keeper.stalled:
                 # min-delay schedule: it follows the least-delayed arrival so far, so audio never
                 # waits for a schedule set by a slower first packet (or a sender clock that runs
-                # fast); late arrivals only make their frames late
-                self._t0 = min(self._t0, now - self._master_total() / self.config.audio_rate)
+                # fast); late arrivals only make their frames late. Audio further ahead than the
+                # backlog allows is a burst, not a shorter delay: the backlog rule drops it
+                earliest = now - self._master_total() / self.config.audio_rate
+                if 0 < self._t0 - earliest <= self._max_lead_s:
+                    self._t0 = earliest
             # real time: the worker sleeps until the next due time (or due + grace while the
             # window is incomplete); wake it only when this audio completes the next window or
             # a due frame waits for it (one wake-up per frame, not per chunk)
