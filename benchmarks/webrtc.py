@@ -202,6 +202,8 @@ async def run(args: argparse.Namespace) -> dict:
     config = tiny_config() if args.config == "tiny" else grid_config()
     device = torch.device(args.device)
     model = audio_responsive_model(config, seed=1).to(device)
+    if args.bf16:
+        model.set_inference_dtype(torch.bfloat16)
     h, w = config.img_size
     still = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
     every = 1.93  # not a multiple of the frame period: bursts fall at all phases of a frame
@@ -237,7 +239,8 @@ async def run(args: argparse.Namespace) -> dict:
                     "torch": torch.__version__, "device": str(device), "torch_threads": worker_threads,
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
         "model": {"config": args.config, "img_size": [h, w], "audio_rate": config.audio_rate,
-                  "video_rate": float(config.video_rate), "lookahead_ms": 1000 * lookahead, "weights": "random (responsive)"},
+                  "video_rate": float(config.video_rate), "lookahead_ms": 1000 * lookahead, "weights": "random (responsive)",
+                  "dtype": "bfloat16 generator" if args.bf16 else "float32"},
         "seconds": args.seconds,
         "received_fps": float((len(steady) - 1) / (steady[-1] - steady[0])) if len(steady) > 1 else float("nan"),
         "bursts": len(bursts),
@@ -272,10 +275,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--config", choices=("tiny", "grid"), default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action="store_true", help="the generator in bfloat16 (as serve --bf16)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/webrtc[_grid][_cuda].json)")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    name = "webrtc" + ("" if args.config == "tiny" else "_grid") + ("" if args.device == "cpu" else "_" + torch.device(args.device).type)
+    name = ("webrtc" + ("" if args.config == "tiny" else "_grid") + ("_bf16" if args.bf16 else "")
+            + ("" if args.device == "cpu" else "_" + torch.device(args.device).type))
     out = Path(args.out or Path(__file__).parent / "results" / f"{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

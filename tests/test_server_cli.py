@@ -22,7 +22,7 @@ from realtime_sda.cli import main as cli_main  # noqa: E402
 def test_serve_command_serves_page_and_stops_cleanly(tiny_checkpoint, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "realtime_sda", "serve", "--model", str(tiny_checkpoint), "--port", "0",
-         "--max-sessions", "2", "--token", "t0k"],
+         "--max-sessions", "2", "--token", "t0k", "--bf16", "--playout-margin-ms", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--playout-margin-ms", type=float, default=10.0, metavar="MS",
                    help="how early frames must reach a viewer's sender before their slot (default 10; the "
                         "playout clock moves later on its own when frames come later than that)")
+    p.add_argument("--bf16", action="store_true", help="run the generator in bfloat16 (on CPUs with AVX-512 BF16 "
+                   "or AMX about twice as fast, so less latency and more sessions)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.set_defaults(func=run)
 
@@ -52,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from ..loading import load_model
 
     model = load_model(args.model, device=args.device)
+    if args.bf16:
+        import torch
+
+        model.set_inference_dtype(torch.bfloat16)
     still = load_still(args.avatar, model.config, aligned=args.aligned)
     config = ServerConfig(
         host=args.host, port=args.port, ice_servers=list(args.ice_server), token=args.token,
