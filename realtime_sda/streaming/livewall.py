@@ -10,7 +10,11 @@ later frame would wait for a schedule that no longer matches the audio's arrival
   (silence fills the gap), so a source that paused resumes on time;
 - while silence stands in for audio that may still arrive (the debt), audio running ahead of
   the schedule is that late audio: its head is dropped, at most as much as the debt;
-- the debt ends when audio arrives on time (not ahead) again.
+- the debt ends when audio arrives on time (not ahead) again;
+- outside a stall the schedule follows the least-delayed arrival so far (``schedule_start``),
+  so audio never waits for a schedule set by a slower first packet (or a sender clock that
+  runs fast); later arrivals only make their own frames late. Audio further ahead than
+  ``max_lead_s`` is a burst, not a shorter delay: the session's backlog rule drops it.
 
 Pure bookkeeping on sample counts (the session holds the lock and owns the buffer).
 """
@@ -23,7 +27,8 @@ __all__ = ["WallClockKeeper"]
 class WallClockKeeper:
     """Sample-count policy for one live session (not thread-safe: the session's lock)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_lead_s: float = 0.12) -> None:
+        self.max_lead_s = max_lead_s
         self.stalled = False  # silence was filled in since the last audio
         self.debt = 0  # samples of silence that stood in for audio that may still arrive
         self.dropped = 0  # samples of late audio dropped so far
@@ -53,3 +58,11 @@ class WallClockKeeper:
         self.debt -= drop
         self.dropped += drop
         return gap, drop
+
+    def schedule_start(self, t0: float, arrival_start: float) -> float:
+        """The schedule's start (wall time of master sample 0) after audio arrived as if the
+        stream had started at ``arrival_start``: moved earlier to it when that is less
+        delayed, by at most ``max_lead_s``, and never during a stall."""
+        if self.debt or self.stalled or not 0 < t0 - arrival_start <= self.max_lead_s:
+            return t0
+        return arrival_start

@@ -156,9 +156,8 @@ class AvatarSession:
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (total after write, time)
         self._subscribers: list[FrameQueue[VideoFrame]] = []
         self._t0 = clock.now()
-        self._keeper = WallClockKeeper()
-        #: the most the live schedule moves earlier at once (the backlog, at least one period)
-        self._max_lead_s = max(self.max_backlog_frames or 0, 1) * stride / rate
+        # the live schedule moves earlier at most by the backlog (at least one period) at once
+        self._keeper = WallClockKeeper(max_lead_s=max(self.max_backlog_frames or 0, 1) * stride / rate)
         self._audio_ended = False
         self.closed = False
         self.finished = False
@@ -195,14 +194,8 @@ class AvatarSession:
             if self._live and samples.size:
                 samples = self._keep_on_wall(samples, now)
             self._write(samples, now)
-            if self._live and samples.size and not self._keeper.debt and not self._keeper.stalled:
-                # min-delay schedule: it follows the least-delayed arrival so far, so audio never
-                # waits for a schedule set by a slower first packet (or a sender clock that runs
-                # fast); late arrivals only make their frames late. Audio further ahead than the
-                # backlog allows is a burst, not a shorter delay: the backlog rule drops it
-                earliest = now - self._master_total() / self.config.audio_rate
-                if 0 < self._t0 - earliest <= self._max_lead_s:
-                    self._t0 = earliest
+            if self._live and samples.size:
+                self._t0 = self._keeper.schedule_start(self._t0, now - self._master_total() / self.config.audio_rate)
             # real time: the worker sleeps until the next due time (or due + grace while the
             # window is incomplete); wake it only when this audio completes the next window or
             # a due frame waits for it (one wake-up per frame, not per chunk)
