@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from realtime_sda.streaming import InferenceWorker, ManualClock
 from realtime_sda.streaming.causal_resample import CausalResampler, supports
 from realtime_sda.streaming.resample import StreamResampler
+from realtime_sda.streaming.session import StreamOptionError
 
 RATES = [(48000, 16000), (44100, 16000), (48000, 50000), (8000, 16000), (22050, 16000)]
 
@@ -100,3 +101,14 @@ def test_live_window_ready_with_the_packet_that_completes_it(tiny_model) -> None
 
     assert asyncio.run(packets_until_ready("causal")) == packets
     assert asyncio.run(packets_until_ready("HQ")) > packets
+
+    async def bad_option() -> None:
+        worker = InferenceWorker(tiny_model, clock=ManualClock(), autotick=False)
+        await worker.start()
+        try:
+            await worker.open_session(still, resample_quality="fast")
+        finally:
+            await worker.stop()
+
+    with pytest.raises(StreamOptionError, match="resample_quality must be one of"):
+        asyncio.run(bad_option())

@@ -65,7 +65,7 @@ from .clock import Clock
 from .frames import VideoFrame
 from .livewall import WallClockKeeper
 from .queues import EndOfStream, FrameQueue
-from .resample import StreamResampler
+from .resample import QUALITIES, StreamResampler
 from .ringbuffer import AudioRingBuffer
 from .stats import StreamStats
 
@@ -150,6 +150,8 @@ class AvatarSession:
         self._live = self.realtime and self.max_backlog_frames is not None
         # live audio goes through the causal FIR (a fixed ~3 ms delay; soxr's block filters
         # hold back 13-34 ms, a packet or two); other streams match the offline path exactly
+        if resample_quality is not None and resample_quality not in QUALITIES:
+            raise StreamOptionError(f"resample_quality must be one of {', '.join(QUALITIES)}, got {resample_quality!r}")
         self._resampler = StreamResampler(rate, resample_quality or ("causal" if self._live else "HQ"))
         self._noise = NoiseSource(config.aux_latent, seed)
         self._lock = threading.Lock()
