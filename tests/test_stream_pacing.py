@@ -286,3 +286,17 @@ def test_live_burst_ahead_is_dropped_not_made_at_once(tiny_model) -> None:
     assert max(per_tick) <= 4  # at most the 120 ms backlog plus the frame due
     assert snap.skipped_frames >= 20  # the rest of the burst was dropped
     assert snap.silence_frames == 0  # and the schedule still matches the audio that follows
+
+
+def test_schedule_start_moves_earlier_only_within_the_backlog_and_outside_stalls() -> None:
+    """The min-delay rule on its own: an arrival less delayed than the schedule moves it
+    earlier, by at most ``max_lead_s``; never later; never while a stall's debt is open."""
+    from realtime_sda.streaming.livewall import WallClockKeeper
+
+    k = WallClockKeeper(max_lead_s=0.12)
+    assert k.schedule_start(10.0, 9.99) == 9.99  # 10 ms less delay: adopted
+    assert k.schedule_start(10.0, 10.05) == 10.0  # a later arrival never moves it later
+    assert k.schedule_start(10.0, 9.5) == 10.0  # 500 ms ahead is a burst, not a shorter delay
+    assert k.schedule_start(10.0, 9.88) == 9.88  # exactly the backlog: still adopted
+    k.filled(160)  # a stall: silence stood in for audio
+    assert k.schedule_start(10.0, 9.99) == 10.0
