@@ -190,7 +190,7 @@ def analyse(viewer: LoopbackViewer, onsets: list[int], geometry_lead: float, eve
         out.append({
             "t": captured - viewer.mic.sent_at[0],
             "latency_ms": 1000 * (vt[fi] - captured),
-            "speech_to_avatar_ms": 1000 * (a_play - captured),
+            "voice_delay_ms": 1000 * (a_play - captured),
             **({"frame_latency_ms": frame_latency} if frame_latency is not None else {}),
             "av_offset_ms": 1000 * ((a_onset - v_send) - geometry_lead),
             **parts,
@@ -250,7 +250,7 @@ async def run(args: argparse.Namespace) -> dict:
         "frame_latency_ms": {"median": float(np.median(fl := [b["frame_latency_ms"] for b in bursts if "frame_latency_ms" in b])),
                              "p90": float(np.percentile(fl, 90)), "min": float(np.min(fl)), "max": float(np.max(fl)),
                              "beyond_lookahead_median": float(np.median(fl)) - 1000 * lookahead, "bursts": len(fl)},
-        "speech_to_avatar_ms": {"median": float(np.median(s2a := [b["speech_to_avatar_ms"] for b in bursts])),
+        "voice_delay_ms": {"median": float(np.median(s2a := [b["voice_delay_ms"] for b in bursts])),
                                 "p90": float(np.percentile(s2a, 90)),
                                 "beyond_lookahead_median": float(np.median(s2a)) - 1000 * lookahead},
         "matched": {f"{k}_median": float(np.median(vals)) for k in ("matched_latency_ms", "matched_out_ms", "playout_wait_ms",
@@ -294,7 +294,7 @@ def main() -> None:
     print(f"A/V offset: median {av['median']:+.1f} ms, |offset| p90 {av['abs_p90']:.0f} ms, mean {av['mean']:+.1f} ms, "
           f"std {av['std']:.1f} ms (each burst +-{av['per_burst_quantization_ms']:.0f} ms "
           f"from the frame grid), drift {av['drift_ms_per_min']:+.2f} ms/min")
-    fl, s2a = result["frame_latency_ms"], result["speech_to_avatar_ms"]
+    fl, s2a = result["frame_latency_ms"], result["voice_delay_ms"]
     print(f"LATENCY (the aim's): a frame's arrival (last packet) minus the capture of the end of its own audio "
           f"period: median {fl['median']:.0f} ms, p90 {fl['p90']:.0f} ms = look-ahead "
           f"{result['model']['lookahead_ms']:.0f} ms + {fl['beyond_lookahead_median']:.0f} ms (aim: + 60 ms on a GPU)")
