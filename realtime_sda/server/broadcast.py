@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .tasks import cancel_and_wait
+from ..streaming.tasks import cancel_and_wait
 from .tracks import ViewerSink
 
 __all__ = ["FrameHub", "Broadcast", "FilePlayer"]

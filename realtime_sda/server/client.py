@@ -15,7 +15,7 @@ from .broadcast import FrameHub
 from .peer import PeerSession
 from .security import decode_image
 from .signaling import Message, SignalingError, encode, error_message, parse_message
-from .tasks import cancel_and_wait
+from ..streaming.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import torch

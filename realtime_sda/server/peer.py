@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import RealtimeSDAError, require
 from .signaling import SignalingError
-from .tasks import cancel_and_wait
+from ..streaming.tasks import cancel_and_wait
 from .tracks import ViewerSink, make_tracks
 
 __all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to", "set_audio_prefetch", "DEFAULT_AUDIO_PREFETCH"]

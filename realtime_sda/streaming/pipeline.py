@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from .sinks.base import Sink, SinkRunner
 from .stats import StatsSnapshot
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .session import AvatarSession
@@ -109,16 +110,7 @@ class StreamPipeline:
         if self._stopped:
             return
         self._stopped = True
-        task = self._source_task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await asyncio.wait_for(task, timeout)
-            except asyncio.CancelledError:
-                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
-            except Exception:
-                pass  # reported through errors()
+        await cancel_and_wait(self._source_task, timeout)  # its error is reported through errors()
         if self.close_session:
             await self.session.close()
         for r in self.runners:
