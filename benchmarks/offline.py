@@ -24,6 +24,8 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/ (not installed)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 #: The original library on the same 2-core machine (from the project's issue).
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from realtime_sda.testing import grid_config, write_random_checkpoint
+    from testsupport.models import grid_config, write_random_checkpoint
 
     load_start = os.getloadavg()
     lengths = args.lengths or ([3.0, 30.0] if args.quick else [3.0, 30.0, 600.0])

@@ -23,16 +23,19 @@ import asyncio
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from realtime_sda.image import frames_to_uint8
-from realtime_sda.noise import NoiseSource
-from realtime_sda.state import StreamState
-from realtime_sda.testing import grid_config, random_model
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/ (not installed)
+
+from realtime_sda.media.image import frames_to_uint8
+from realtime_sda.core.noise import NoiseSource
+from realtime_sda.core.state import StreamState
+from testsupport.models import grid_config, random_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

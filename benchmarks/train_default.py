@@ -78,7 +78,7 @@ def stage_train(work: Path, minutes: float, data: Path) -> Path:
 def stage_export(work: Path, data: Path) -> None:
     from PIL import Image
 
-    from realtime_sda.loading import load_model
+    from realtime_sda.checkpoints.loading import load_model
     from realtime_sda.training.dataset import read_index
     from realtime_sda.training.evaluate import evaluate_model
     from realtime_sda.training.loop import save_sample_grid

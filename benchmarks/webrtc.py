@@ -22,7 +22,7 @@ have been captured by a microphone. For every burst:
   carry the same timestamps.
 
 The model is random-weight (no weights can be downloaded here) with a responsive audio path
-(realtime_sda.server.loopback_client.audio_responsive_model): ``--config tiny`` (64x48) or
+(testsupport.loopback_client.audio_responsive_model): ``--config tiny`` (64x48) or
 ``grid`` (the GRID checkpoint's 128x96 size). Prints the figures and writes JSON under
 benchmarks/results/.
 
@@ -43,9 +43,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/ (not installed)
+
 from realtime_sda.server import AvatarServer, ServerConfig
-from realtime_sda.server.loopback_client import LoopbackViewer, audio_responsive_model
-from realtime_sda.testing import grid_config, tiny_config
+from testsupport.loopback_client import LoopbackViewer, audio_responsive_model
+from testsupport.models import grid_config, tiny_config
 
 RATE = 48000
 PTIME = 960  # 20 ms microphone packets

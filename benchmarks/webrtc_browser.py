@@ -35,10 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/ (not installed)
+
 from realtime_sda.server import AvatarServer, ServerConfig
-from realtime_sda.server.chromium import HeadlessChromium
-from realtime_sda.server.loopback_client import audio_responsive_model
-from realtime_sda.testing import tiny_config
+from testsupport.chromium import HeadlessChromium
+from testsupport.loopback_client import audio_responsive_model
+from testsupport.models import tiny_config
 
 RATE = 48000
 EVERY = 1.93  # s between bursts (not a multiple of the frame period)

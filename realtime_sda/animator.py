@@ -5,7 +5,7 @@ audio encoder.
 Better behaviour than the original: frames are generated in time chunks carrying the GRU
 states and converted to uint8 as they come, so memory stays flat for long clips; any common
 audio format, dtype and channel count is accepted; noise is seeded per frame
-(:class:`~realtime_sda.noise.NoiseSource`), so the same seed gives the same video here and in
+(:class:`~realtime_sda.core.noise.NoiseSource`), so the same seed gives the same video here and in
 a live stream.
 """
 
@@ -22,12 +22,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .audio import load_audio, to_int16, window_segments
-from .face import prepare_still
-from .image import frames_to_uint8
-from .loading import load_model, resolve_device
-from .noise import NoiseSource
-from .video_io import save_video
+from .media.audio import load_audio, to_int16, window_segments
+from .media.face import prepare_still
+from .media.image import frames_to_uint8
+from .checkpoints.loading import load_model, resolve_device
+from .core.noise import NoiseSource
+from .media.video import save_video
 
 __all__ = ["VideoAnimator", "Animation", "get_audio_feature_extractor"]
 
@@ -124,7 +124,7 @@ class VideoAnimator:
         """-> (video uint8 (T, 3, H, W), audio int16 (n, 1) at the model's rate).
 
         Frames map [-1, 1] to ``round(127.5 * (x + 1))`` (the original returned the float
-        ``125 * x + 125``; see :mod:`realtime_sda.image`). ``fs`` is required for arrays.
+        ``125 * x + 125``; see :mod:`realtime_sda.media.image`). ``fs`` is required for arrays.
         """
         job = self.animate(img, audio, fs=fs, aligned=aligned, seed=seed)
         h, w = self.img_size
@@ -175,7 +175,7 @@ def get_audio_feature_extractor(
     Returns ``(encoder, info)``; ``encoder(windows (B, T, feat))`` gives per-frame content codes
     and the GRU state. ``info``: ``"rate"`` (Hz), ``"feature length"`` (seconds) and
     ``"overlap"`` (seconds, feature length - 1 / video rate), the arguments of
-    :func:`~realtime_sda.audio.cut_audio_sequence`.
+    :func:`~realtime_sda.media.audio.cut_audio_sequence`.
     """
     model = load_model(model_path, device=resolve_device(device, gpu))
     cfg = model.config

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from realtime_sda.testing import grid_config, random_model, tiny_config, write_random_checkpoint
+from testsupport.models import grid_config, random_model, tiny_config, write_random_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "reference"

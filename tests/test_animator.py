@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 from realtime_sda import VideoAnimator, get_audio_feature_extractor
-from realtime_sda.audio import audio_windows, load_audio
+from realtime_sda.media.audio import audio_windows, load_audio
 from realtime_sda.errors import AudioDecodeError, FaceNotFoundError, ImageDecodeError, ModelNotFoundError
-from realtime_sda.face import prepare_still
-from realtime_sda.image import frames_to_uint8, load_rgb, original_scale
-from realtime_sda.nn import ContentEncoder
-from realtime_sda.noise import NoiseSource
+from realtime_sda.media.face import prepare_still
+from realtime_sda.media.image import frames_to_uint8, load_rgb, original_scale
+from realtime_sda.core.nn import ContentEncoder
+from realtime_sda.core.noise import NoiseSource
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_audio_feature_extractor(tiny_checkpoint, speech):
     assert info["rate"] == 16000
     assert info["feature length"] == pytest.approx(0.2)
     assert info["overlap"] == pytest.approx(0.2 - 1 / 25)
-    from realtime_sda.audio import cut_audio_sequence
+    from realtime_sda.media.audio import cut_audio_sequence
 
     pcm, _ = speech
     windows = cut_audio_sequence(pcm / 32767.0, info["feature length"], info["overlap"], info["rate"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.audio import (
+from realtime_sda.media.audio import (
     audio_windows,
     cut_audio_sequence,
     decode_audio,
@@ -20,9 +20,9 @@ from realtime_sda.audio import (
     window_segments,
 )
 from realtime_sda.errors import AudioDecodeError, RealtimeSDAError
-from realtime_sda.noise import NoiseSource
-from realtime_sda.stepper import Stepper
-from realtime_sda.testing import grid_config, tiny_config
+from realtime_sda.core.noise import NoiseSource
+from testsupport.stepper import Stepper
+from testsupport.models import grid_config, tiny_config
 
 RATE = 44100
 

@@ -175,7 +175,7 @@ def test_server_stopped_with_live_peers_leaves_nothing(tiny_model) -> None:
     handshake (reading paused, as a frozen tab); each client's peer and session still close."""
     pytest.importorskip("aiortc")
     from realtime_sda.server import AvatarServer, ServerConfig
-    from realtime_sda.server.loopback_client import LoopbackViewer
+    from testsupport.loopback_client import LoopbackViewer
 
     still = torch.zeros(1, 3, *tiny_model.config.img_size)
     signal = 0.3 * np.random.default_rng(0).standard_normal(48000 * 60).astype(np.float32)
@@ -213,7 +213,7 @@ def test_server_whose_owner_task_is_cancelled_leaves_nothing(tiny_model, tmp_pat
     playing a file and a viewer watching: every step of the stop still runs."""
     pytest.importorskip("aiortc")
     from realtime_sda.server import AvatarServer, ServerConfig
-    from realtime_sda.server.loopback_client import LoopbackViewer
+    from testsupport.loopback_client import LoopbackViewer
 
     still = torch.zeros(1, 3, *tiny_model.config.img_size)
     audio = _wav(tmp_path / "broadcast.wav", 16000, 5.0)

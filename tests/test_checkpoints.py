@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from realtime_sda import load_model
-from realtime_sda.checkpoint import read_checkpoint, write_checkpoint
-from realtime_sda.config import ORIGINAL_KEYS
+from realtime_sda.checkpoints.format import read_checkpoint, write_checkpoint
+from realtime_sda.core.config import ORIGINAL_KEYS
 from realtime_sda.errors import (
     CheckpointFormatError,
     LFSPointerError,
@@ -22,7 +22,7 @@ from realtime_sda.errors import (
     RealtimeSDAError,
     StateDictMismatchError,
 )
-from realtime_sda.testing import grid_config, tiny_config, write_random_checkpoint
+from testsupport.models import grid_config, tiny_config, write_random_checkpoint
 
 LFS_POINTER = (
     b"version https://git-lfs.github.com/spec/v1\n"

@@ -8,7 +8,7 @@ import sys
 import av
 import pytest
 
-from realtime_sda.registry import resolve_model
+from realtime_sda.checkpoints.registry import resolve_model
 
 
 def test_demo_writes_a_talking_face_mp4(tmp_path):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.config import SDAConfig
-from realtime_sda.noise import NoiseSource
-from realtime_sda.state import StreamState
-from realtime_sda.stepper import Stepper
-from realtime_sda.testing import grid_config, random_model, tiny_config
+from realtime_sda.core.config import SDAConfig
+from realtime_sda.core.noise import NoiseSource
+from realtime_sda.core.state import StreamState
+from testsupport.stepper import Stepper
+from testsupport.models import grid_config, random_model, tiny_config
 
 from conftest import SHARED
 

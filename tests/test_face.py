@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime_sda import face
+from realtime_sda.media import face
 from realtime_sda.errors import FaceNotFoundError
-from realtime_sda.face import (
+from realtime_sda.media.face import (
     ALIGN_POINTS,
     align_face,
     detect_faces,
@@ -22,7 +22,7 @@ from realtime_sda.face import (
     similarity_transform,
     warp_affine,
 )
-from realtime_sda.testing import grid_config, tiny_config
+from testsupport.models import grid_config, tiny_config
 
 IDX = list(ALIGN_POINTS)
 

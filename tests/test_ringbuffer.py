@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtime_sda.streaming.ringbuffer import AudioRingBuffer
-from realtime_sda.testing import tiny_config
+from testsupport.models import tiny_config
 
 
 def reference_windows(signal: np.ndarray, feat: int, stride: int, lookahead: int | None = None) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 pytest.importorskip("aiortc")
 
 from realtime_sda.server import AvatarServer, Limits, ServerConfig  # noqa: E402
-from realtime_sda.server.loopback_client import LoopbackViewer  # noqa: E402
+from testsupport.loopback_client import LoopbackViewer  # noqa: E402
 
 TOKEN = "churn-token"
 CYCLES = 50

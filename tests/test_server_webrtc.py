@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("aiortc")
 
 from realtime_sda.server import AvatarServer, ServerConfig  # noqa: E402
-from realtime_sda.server.loopback_client import LoopbackViewer, audio_responsive_model  # noqa: E402
+from testsupport.loopback_client import LoopbackViewer, audio_responsive_model  # noqa: E402
 
 
 def _candidates(sdp: str) -> list[str]:

@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from realtime_sda.audio import audio_windows, load_audio
-from realtime_sda.face import prepare_still
-from realtime_sda.image import frames_to_uint8
-from realtime_sda.loading import load_model
-from realtime_sda.noise import NoiseSource
+from realtime_sda.media.audio import audio_windows, load_audio
+from realtime_sda.media.face import prepare_still
+from realtime_sda.media.image import frames_to_uint8
+from realtime_sda.checkpoints.loading import load_model
+from realtime_sda.core.noise import NoiseSource
 
 from test_stream_pipeline import write_wav
 
@@ -55,7 +55,7 @@ def null_audio_home(tmp_path) -> dict[str, str]:
 
 MIC_SCRIPT = r"""
 import asyncio, json, sys, threading, torch
-from realtime_sda.loading import load_model
+from realtime_sda.checkpoints.loading import load_model
 from realtime_sda.streaming import InferenceWorker, StreamPipeline, MicrophoneSource
 from realtime_sda.streaming.sinks import MemorySink
 from realtime_sda.errors import DeviceError

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.audio import load_audio, audio_windows
+from realtime_sda.media.audio import load_audio, audio_windows
 from realtime_sda.errors import AudioDecodeError, DeviceError
-from realtime_sda.image import frames_to_uint8
-from realtime_sda.noise import NoiseSource
+from realtime_sda.media.image import frames_to_uint8
+from realtime_sda.core.noise import NoiseSource
 from realtime_sda.streaming import FileSource, InferenceWorker, StreamPipeline
 from realtime_sda.streaming.sinks import MemorySink, RecorderSink, VirtualCameraSink
 
@@ -201,7 +201,7 @@ def test_slow_sink_skips_frames_without_slowing_others(tiny_model, tmp_path) -> 
 def test_grid_size_live_session_on_the_reference_example_equals_offline(grid_model, shared_example) -> None:
     """The reference clip (3 s at 50 kHz, aligned GRID face) through a live session of a
     GRID-size model: exactly the offline frames."""
-    from realtime_sda.face import prepare_still
+    from realtime_sda.media.face import prepare_still
 
     cfg = grid_model.config
     wav = shared_example / "audio.wav"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.audio import audio_windows
+from realtime_sda.media.audio import audio_windows
 from realtime_sda.errors import AudioDecodeError, ImageDecodeError
-from realtime_sda.image import frames_to_uint8
-from realtime_sda.noise import NoiseSource
-from realtime_sda.stepper import Stepper
+from realtime_sda.media.image import frames_to_uint8
+from realtime_sda.core.noise import NoiseSource
+from testsupport.stepper import Stepper
 from realtime_sda.streaming import AudioRingBuffer, InferenceWorker, VideoFrame
 from realtime_sda.streaming.queues import EndOfStream
 

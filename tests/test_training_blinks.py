@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from realtime_sda import load_model
-from realtime_sda.config import NOISE_STD
+from realtime_sda.core.config import NOISE_STD
 from realtime_sda.training.blinks import (blink_noise, blink_spans, blink_targets, closure_track, count_blinks,
                                           eye_aspect_ratio, eye_box, onset_threshold)
 from realtime_sda.training.config import TrainConfig, TrainConfigError

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from realtime_sda import load_model
-from realtime_sda.audio import load_audio
-from realtime_sda.noise import NoiseSource
-from realtime_sda.registry import resolve_model
-from realtime_sda.resources import default_avatar_path
+from realtime_sda.media.audio import load_audio
+from realtime_sda.core.noise import NoiseSource
+from realtime_sda.checkpoints.registry import resolve_model
+from realtime_sda.media.image import default_avatar_path
 from realtime_sda.training.dataset import clip_windows
 from realtime_sda.training.synth.faces import canonical_landmarks
 
@@ -34,7 +34,7 @@ def test_default_checkpoint_is_small_and_describes_its_training(default_model):
 
 
 def test_avatar_mouth_follows_speech(default_model, tmp_path):
-    from realtime_sda.face import prepare_still
+    from realtime_sda.media.face import prepare_still
 
     still = prepare_still(default_avatar_path(), default_model.config)  # detects and aligns the avatar
     wav = tmp_path / "speech.wav"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from realtime_sda.cli import main
-from realtime_sda.testing import tiny_config, write_random_checkpoint
+from testsupport.models import tiny_config, write_random_checkpoint
 from realtime_sda.training.dataset import load_clip, read_index, read_meta
 from realtime_sda.training.evaluate import (
     LandmarkMeter,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.audio import to_int16
+from realtime_sda.media.audio import to_int16
 from realtime_sda.errors import RealtimeSDAError
-from realtime_sda.video_io import AAC_RATE, VideoWriter, even_size, save_video
+from realtime_sda.media.video import AAC_RATE, VideoWriter, even_size, save_video
 
 
 def _probe(path):

@@ -33,7 +33,7 @@ def default_model() -> str:
     """'default' if installed, else 'grid' if installed, else 'default' (whose error says
     where to get a model)."""
     from ..errors import ModelNotFoundError
-    from ..registry import resolve_model
+    from ..checkpoints.registry import resolve_model
 
     for name in ("default", "grid"):
         try:
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..animator import VideoAnimator
     from ..errors import RealtimeSDAError
-    from ..video_io import VideoWriter
+    from ..media.video import VideoWriter
 
     if args.scale is not None and not args.scale > 0:
         raise RealtimeSDAError(f"--scale must be a positive number, got {args.scale}")

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..animator import VideoAnimator
-    from ..resources import default_avatar_path, synthesize_speech
+    from ..media.image import default_avatar_path
+    from ..media.speech import synthesize_speech
 
     avatar = Path(args.avatar) if args.avatar else default_avatar_path()
     animator = VideoAnimator(model_path=args.model, gpu=None, device=args.device)  # CUDA when present

@@ -25,8 +25,8 @@ class ModelStatus:
 
 
 def _check(path: Path, size: int, known_size: int | None, known_sha: str | None) -> str:
-    from ..checkpoint import LFS_MAGIC
-    from ..registry import sha256_file
+    from ..checkpoints.format import LFS_MAGIC
+    from ..checkpoints.registry import sha256_file
 
     with open(path, "rb") as fh:
         if fh.read(len(LFS_MAGIC)) == LFS_MAGIC:
@@ -39,8 +39,8 @@ def _check(path: Path, size: int, known_size: int | None, known_sha: str | None)
 
 
 def model_statuses() -> list[ModelStatus]:
-    """The status of every name in :data:`realtime_sda.registry.KNOWN_MODELS`."""
-    from ..registry import KNOWN_MODELS, candidates
+    """The status of every name in :data:`realtime_sda.checkpoints.registry.KNOWN_MODELS`."""
+    from ..checkpoints.registry import KNOWN_MODELS, candidates
 
     out = []
     for name, known in KNOWN_MODELS.items():
@@ -55,7 +55,7 @@ def model_statuses() -> list[ModelStatus]:
 
 def other_checkpoints() -> list[Path]:
     """Checkpoint files in the search folders under names that are not known names."""
-    from ..registry import EXTENSIONS, KNOWN_MODELS, search_dirs
+    from ..checkpoints.registry import EXTENSIONS, KNOWN_MODELS, search_dirs
 
     seen: list[Path] = []
     for folder in search_dirs():
@@ -81,7 +81,7 @@ _CHECK_TEXT = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry import search_dirs
+    from ..checkpoints.registry import search_dirs
 
     statuses = model_statuses()
     others = other_checkpoints()

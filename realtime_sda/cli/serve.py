@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise RealtimeSDAError(f"--playout-margin-ms must be between 5 and 1000, got {args.playout_margin_ms}")
     if args.max_sessions < 1:
         raise RealtimeSDAError(f"--max-sessions must be at least 1, got {args.max_sessions}")
-    from ..loading import load_model
+    from ..checkpoints.loading import load_model
 
     model = load_model(args.model, device=args.device)
     if args.bf16:

@@ -61,8 +61,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     import torch
 
     from ..errors import RealtimeSDAError
-    from ..face import prepare_still
-    from ..loading import load_model
+    from ..media.face import prepare_still
+    from ..checkpoints.loading import load_model
 
     if args.scale < 1:
         raise RealtimeSDAError(f"--scale must be a whole number >= 1, got {args.scale}")
@@ -71,7 +71,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
         model.set_inference_dtype(torch.bfloat16)
     avatar, aligned = args.avatar, args.aligned
     if avatar is None:
-        from ..resources import default_avatar_path
+        from ..media.image import default_avatar_path
 
         avatar, aligned = default_avatar_path(), True
     return model, prepare_still(avatar, model.config, aligned=aligned)

@@ -89,7 +89,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
     spec = PrepareSpec(img_size=args.img_size, audio_rate=args.audio_rate, fps=args.fps, test_fraction=args.test_fraction)
     if args.model:
-        from ..loading import load_model
+        from ..checkpoints.loading import load_model
 
         cfg = load_model(args.model).config
         spec.img_size, spec.audio_rate, spec.fps, spec.mean_face = cfg.img_size, cfg.audio_rate, float(cfg.video_rate), cfg.mean_face

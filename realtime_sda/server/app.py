@@ -153,7 +153,7 @@ class AvatarServer:
     def prepare_still(self, rgb: np.ndarray) -> Any:
         """An uploaded photo -> the model's (1, 3, H, W) input (face alignment; may raise
         FaceNotFoundError). Runs in a worker thread."""
-        from ..face import prepare_still
+        from ..media.face import prepare_still
 
         return prepare_still(rgb, self.model.config, aligned=False)
 

@@ -68,7 +68,7 @@ class FilePlayer:
     """Pushes an audio file into a session in real time (20 ms chunks, looping)."""
 
     def __init__(self, session: Any, path: Path, loop: bool = True) -> None:
-        from ..audio import decode_audio, to_float_mono
+        from ..media.audio import decode_audio, to_float_mono
 
         signal, rate = decode_audio(path)
         self.signal = to_float_mono(signal)

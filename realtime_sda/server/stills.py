@@ -12,10 +12,10 @@ def load_still(path: str | Path | None, config: Any, aligned: bool = False) -> A
     """(1, 3, H, W) model input for ``path``; the bundled avatar (already aligned) when None,
     or None when the installation has no bundled avatar (the page must send a photo)."""
     from ..errors import RealtimeSDAError
-    from ..face import prepare_still
+    from ..media.face import prepare_still
 
     if path is None:
-        from ..resources import default_avatar_path
+        from ..media.image import default_avatar_path
 
         try:
             path, aligned = default_avatar_path(), True

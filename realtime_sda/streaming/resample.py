@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import to_float_mono
+from ..media.audio import to_float_mono
 from ..errors import AudioDecodeError
 from .causal_resample import CausalResampler, supports
 

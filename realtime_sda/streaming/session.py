@@ -57,10 +57,10 @@ from typing import TYPE_CHECKING, AsyncIterator
 import numpy as np
 import torch
 
-from ..config import SDAConfig
+from ..core.config import SDAConfig
 from ..errors import AudioDecodeError, RealtimeSDAError
-from ..noise import NoiseSource
-from ..state import StreamState
+from ..core.noise import NoiseSource
+from ..core.state import StreamState
 from .clock import Clock
 from .frames import VideoFrame
 from .livewall import WallClockKeeper

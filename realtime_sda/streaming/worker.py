@@ -1,7 +1,7 @@
 """``InferenceWorker``: ONE thread that owns the model and steps every live session.
 
 Each round it collects the sessions whose next frame is due (see :mod:`.session` for the
-real-time policy), stacks their :class:`~realtime_sda.state.StreamState` into one batch, runs a
+real-time policy), stacks their :class:`~realtime_sda.core.state.StreamState` into one batch, runs a
 single ``engine.forward`` with T=1, splits the states back and hands each frame to its
 session's subscribers. Model work never runs on the event loop: identity encoding of a new
 still image is also done on this thread (as a job), so the model is only ever touched by it.
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ..errors import ImageDecodeError, RealtimeSDAError
-from ..image import frames_to_uint8
-from ..model import SDAModel
-from ..state import IdentityContext, StreamState
+from ..media.image import frames_to_uint8
+from ..core.model import SDAModel
+from ..core.state import IdentityContext, StreamState
 from .clock import Clock, SystemClock
 from .session import AvatarSession
 
@@ -144,7 +144,7 @@ class InferenceWorker:
                 shape = tuple(still.shape) if isinstance(still, torch.Tensor) else type(still).__name__
                 raise ImageDecodeError(
                     f"the still image must be a (1, 3, {h}, {w}) float tensor in [-1, 1] (an aligned face, "
-                    f"e.g. from realtime_sda.image.to_model_input), got {shape}"
+                    f"e.g. from realtime_sda.media.image.to_model_input), got {shape}"
                 )
             identity_job = lambda: self.model.encode_still(still)
         identity = await self.submit(identity_job)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import SDAConfig
+from ..core.config import SDAConfig
 from ..errors import TrainConfigError
 
 __all__ = ["TrainConfigError", "TrainConfig", "MODEL_FIELDS"]

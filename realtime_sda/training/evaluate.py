@@ -73,7 +73,7 @@ class LandmarkMeter:
 
     def __init__(self, mean_face: np.ndarray, img_size: tuple[int, int], min_width: int = 192) -> None:
         from ..errors import require
-        from ..face import landmark_model_path
+        from ..media.face import landmark_model_path
 
         dlib = require("dlib", "all", "the lip-sync and blink metrics")
         self._dlib = dlib
@@ -113,8 +113,8 @@ def evaluate_model(model_name: str | os.PathLike[str], data: str | os.PathLike[s
                    device: str = "cpu") -> dict[str, Any]:
     """Generate every clip of ``split`` from its first frame and its audio; returns (and
     writes to ``out`` as JSON) per-clip and mean metrics."""
-    from ..loading import load_model
-    from ..noise import NoiseSource
+    from ..checkpoints.loading import load_model
+    from ..core.noise import NoiseSource
     from .dataset import DatasetFormatError, clip_windows, load_clip, read_index, read_meta
 
     model = load_model(model_name, device)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from ..config import NOISE_STD
-from ..model import SDAModel
+from ..core.config import NOISE_STD
+from ..core.model import SDAModel
 
 __all__ = ["generate_train"]
 

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import NOISE_STD
-from ..model import SDAModel
+from ..core.config import NOISE_STD
+from ..core.model import SDAModel
 from .blinks import blink_noise, eye_box, onset_threshold
 from .config import TrainConfig, TrainConfigError
 from .dataset import ClipDataset, clip_windows, load_clip, read_meta
@@ -72,7 +72,7 @@ def save_sample_grid(model: SDAModel, data: str | os.PathLike[str], clip_id: str
     real | generated side by side with the clip's audio. Returns the grid."""
     from PIL import Image
 
-    from ..noise import NoiseSource
+    from ..core.noise import NoiseSource
 
     was_training = model.training
     model.eval()
@@ -89,7 +89,7 @@ def save_sample_grid(model: SDAModel, data: str | os.PathLike[str], clip_id: str
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
     if video is not None:
-        from ..video_io import save_video
+        from ..media.video import save_video
 
         pair = np.concatenate([frames, fake], axis=2).transpose(0, 3, 1, 2)
         pcm = (np.clip(np.asarray(clip["audio"]), -1, 1) * 32767).astype(np.int16)[:, None]
@@ -117,7 +117,7 @@ def _save(out: Path, cfg: TrainConfig, model: SDAModel, d: Discriminators, opts:
 
 def _resume(out: Path, model: SDAModel, d: Discriminators, opts: dict[str, torch.optim.Optimizer],
             gen: torch.Generator, ds: ClipDataset) -> int:
-    from ..checkpoint import read_checkpoint
+    from ..checkpoints.format import read_checkpoint
 
     ckpt = read_checkpoint(out / "last.pt")
     for part in ("encoder", "encoder_id", "generator"):
@@ -151,7 +151,7 @@ def _generator_groups(model: SDAModel, cfg: TrainConfig) -> list[dict[str, Any]]
 def _init_from(model: SDAModel, name: str) -> None:
     """Start the networks from another checkpoint of the same shapes (fine-tuning)."""
     from ..errors import StateDictMismatchError
-    from ..loading import load_model
+    from ..checkpoints.loading import load_model
 
     src = load_model(name, "cpu")
     for part in ("encoder", "encoder_id", "generator"):

@@ -59,7 +59,7 @@ def decode_video(path: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray |
     """-> (RGB frames, their times in seconds, embedded audio (n,) float32 or None, its rate)."""
     import av
 
-    from ..audio import to_float_mono
+    from ..media.audio import to_float_mono
 
     frames, times, chunks, rate = [], [], [], 0
     try:
@@ -95,7 +95,7 @@ def _landmarks(frames: list[np.ndarray], spec: PrepareSpec) -> tuple[np.ndarray,
     """(T, 68, 2) landmarks and a (T,) found-mask; frames without a box reuse the last box."""
     import dlib
 
-    from ..face import detect_faces, landmark_model_path
+    from ..media.face import detect_faces, landmark_model_path
 
     predictor = dlib.shape_predictor(str(landmark_model_path()))
     marks = np.zeros((len(frames), 68, 2))
@@ -135,7 +135,7 @@ def speaker_of(path: Path, src: Path) -> str:
 
 
 def _audio_for(path: Path, wavs: dict[str, Path], embedded: np.ndarray | None, rate: int, out_rate: int) -> np.ndarray:
-    from ..audio import load_audio, resample
+    from ..media.audio import load_audio, resample
 
     if embedded is not None and len(embedded):
         return resample(embedded, rate, out_rate)
@@ -147,7 +147,7 @@ def _audio_for(path: Path, wavs: dict[str, Path], embedded: np.ndarray | None, r
 
 def _prepare_clip(path: Path, wavs: dict[str, Path], spec: PrepareSpec, mean_face: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from ..errors import AudioDecodeError
-    from ..face import ALIGN_POINTS, similarity_transform, warp_affine
+    from ..media.face import ALIGN_POINTS, similarity_transform, warp_affine
 
     frames, times, embedded, rate = decode_video(path)
     try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import RealtimeSDAError
-from ...video_io import AAC_RATE, Mp4Muxer
+from ...media.video import AAC_RATE, Mp4Muxer
 from ..frames import VideoFrame
 from ..resample import StreamResampler
 from .base import Sink

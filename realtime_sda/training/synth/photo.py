@@ -26,7 +26,7 @@ def bundled_photos() -> list[np.ndarray]:
 def photo_identity(rgb: np.ndarray, index: int, rng: np.random.Generator) -> Identity:
     """An :class:`Identity` whose static layer is ``rgb`` aligned onto the mean face, with a
     random mirror, brightness and colour cast."""
-    from ...face import ALIGN_POINTS, detect_landmarks, similarity_transform, warp_affine
+    from ...media.face import ALIGN_POINTS, detect_landmarks, similarity_transform, warp_affine
 
     if rng.random() < 0.5:
         rgb = rgb[:, ::-1]

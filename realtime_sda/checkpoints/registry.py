@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelNotFoundError
+from ..errors import ModelNotFoundError
 
 __all__ = [
     "KnownModel",
@@ -61,7 +61,7 @@ EXTENSIONS = (".dat", ".pt", ".pth")
 
 def repo_models_dir() -> Path:
     """The ``models/`` folder beside the package (the repository checkout)."""
-    return Path(__file__).resolve().parent.parent / "models"
+    return Path(__file__).resolve().parents[2] / "models"
 
 
 def installed_models_dir() -> Path:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import SDAConfig
-from .model import SDAModel
+from realtime_sda.core.config import SDAConfig
+from realtime_sda.core.model import SDAModel
 
 __all__ = ["grid_config", "tiny_config", "random_model", "write_random_checkpoint", "mean_face_for"]
 

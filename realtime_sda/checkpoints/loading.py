@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import STATE_DICT_KEYS, read_checkpoint
-from .config import ORIGINAL_KEYS, SDAConfig
-from .errors import CheckpointFormatError, StateDictMismatchError
-from .model import SDAModel
+from .format import STATE_DICT_KEYS, read_checkpoint
+from ..core.config import ORIGINAL_KEYS, SDAConfig
+from ..errors import CheckpointFormatError, StateDictMismatchError
+from ..core.model import SDAModel
 from .registry import KNOWN_MODELS, check_known_hash, resolve_model
 
 __all__ = ["load_model", "resolve_device"]
@@ -49,7 +49,7 @@ def load_model(
     """Load a checkpoint (original legacy pickle or zip, ours or the published ones) strictly.
 
     Names (``grid``, ``timit``, ``crema``, ``lrw``, ``default``) are looked up on the search
-    path of :mod:`realtime_sda.registry`; anything else is a file path.
+    path of :mod:`realtime_sda.checkpoints.registry`; anything else is a file path.
     """
     path = resolve_model(name_or_path)
     name = os.fspath(name_or_path)

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import torch
 
-from .errors import AudioDecodeError
+from ..errors import AudioDecodeError
 
 if TYPE_CHECKING:
-    from .config import SDAConfig
+    from ..core.config import SDAConfig
 
 __all__ = [
     "AudioInput",

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .audio import resample, to_float_mono
-from .errors import RealtimeSDAError
+from ..errors import RealtimeSDAError
 
 __all__ = ["AAC_RATE", "Mp4Muxer", "VideoWriter", "save_video", "even_size"]
 

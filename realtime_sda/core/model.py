@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .checkpoint import write_checkpoint
+from ..checkpoints.format import write_checkpoint
 from .config import SDAConfig
 from .engine import InferenceEngine
 from .nn import ContentEncoder, FrameGenerator, IdentityEncoder

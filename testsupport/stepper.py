@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .model import SDAModel
-from .state import IdentityContext, StreamState
+from realtime_sda.core.model import SDAModel
+from realtime_sda.core.state import IdentityContext, StreamState
 
 __all__ = ["Stepper"]
 

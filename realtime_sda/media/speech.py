@@ -1,5 +1,4 @@
-"""Files that ship inside the package: the default avatar image, and the speech synthesizer
-used to make example speech."""
+"""Example speech: text spoken into a wav file by espeak-ng."""
 
 from __future__ import annotations
 
@@ -7,22 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import RealtimeSDAError
+from ..errors import RealtimeSDAError
 
-__all__ = ["ASSETS_DIR", "default_avatar_path", "synthesize_speech"]
-
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-
-
-def default_avatar_path() -> Path:
-    """The bundled avatar (a face the project rendered, aligned to the default model)."""
-    path = ASSETS_DIR / "avatar.png"
-    if not path.is_file():
-        raise RealtimeSDAError(
-            f"The default avatar image {path} is missing from this installation; pass an image "
-            "of your own (--avatar IMAGE), or reinstall the package."
-        )
-    return path
+__all__ = ["synthesize_speech"]
 
 
 def synthesize_speech(text: str, out_wav: str | Path, voice: str = "en-us", speed: int = 150) -> Path:

@@ -10,7 +10,7 @@ Exact algebraic rewrites of the reference modules (checked against them in the t
 - stride-1 transposed convolutions become ordinary convolutions (flipped kernels).
 
 Offline generation and streaming both call :meth:`InferenceEngine.forward`, which runs a
-(B, T) block of frames from a :class:`~realtime_sda.state.StreamState`.
+(B, T) block of frames from a :class:`~realtime_sda.core.state.StreamState`.
 """
 
 from __future__ import annotations

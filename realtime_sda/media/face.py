@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .errors import FaceNotFoundError, MissingDependencyError
+from ..errors import FaceNotFoundError, MissingDependencyError
 from .image import ImageInput, load_rgb, resize_rgb, to_model_input
 
 if TYPE_CHECKING:
-    from .config import SDAConfig
+    from ..core.config import SDAConfig
 
 __all__ = [
     "ALIGN_POINTS",
     "landmark_model_path",
     "detect_faces",
     "detect_landmarks",
+    "landmarks_in_box",
     "similarity_transform",
     "warp_affine",
     "align_face",
@@ -85,13 +86,23 @@ def detect_faces(image: ImageInput) -> list[tuple[int, int, int, int]]:
     return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
 
 
+def landmarks_in_box(image: ImageInput, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The 68 iBUG landmarks (x, y) in pixels, float64 (68, 2), of the face in ``box``
+    (left, top, right, bottom, as :func:`detect_faces` gives)."""
+    import dlib
+
+    rgb = load_rgb(image)
+    _, predictor = _dlib_models()
+    with _LOCK:
+        shape = predictor(rgb, dlib.rectangle(*[int(v) for v in box]))
+    return np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)], dtype=np.float64)
+
+
 def detect_landmarks(image: ImageInput) -> np.ndarray:
     """The 68 iBUG landmarks (x, y) in pixels, float64 (68, 2), of the largest face.
 
     Raises :class:`FaceNotFoundError` when no face is found.
     """
-    import dlib
-
     rgb = load_rgb(image)
     boxes = detect_faces(rgb)
     if not boxes:
@@ -100,10 +111,7 @@ def detect_landmarks(image: ImageInput) -> np.ndarray:
             "well-lit photo with the whole face visible; if the image is already an aligned face "
             "crop, pass aligned=True (CLI: --aligned) to skip detection."
         )
-    _, predictor = _dlib_models()
-    with _LOCK:
-        shape = predictor(rgb, dlib.rectangle(*boxes[0]))
-    return np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)], dtype=np.float64)
+    return landmarks_in_box(rgb, boxes[0])
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

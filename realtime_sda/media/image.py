@@ -17,9 +17,11 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .errors import ImageDecodeError
+from ..errors import ImageDecodeError, RealtimeSDAError
 
 __all__ = [
+    "ASSETS_DIR",
+    "default_avatar_path",
     "ImageInput",
     "load_rgb",
     "resize_rgb",
@@ -118,3 +120,17 @@ def original_scale(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     """Frames in [-1, 1] -> the original library's float ``125 * x + 125``."""
     x = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     return 125.0 * x.astype(np.float32) + 125.0
+
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"  #: files shipped inside the package
+
+
+def default_avatar_path() -> Path:
+    """The bundled avatar (a face the project rendered, aligned to the default model)."""
+    path = ASSETS_DIR / "avatar.png"
+    if not path.is_file():
+        raise RealtimeSDAError(
+            f"The default avatar image {path} is missing from this installation; pass an image "
+            "of your own (--avatar IMAGE), or reinstall the package."
+        )
+    return path

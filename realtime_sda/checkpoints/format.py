@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .errors import CheckpointFormatError, LFSPointerError
+from ..errors import CheckpointFormatError, LFSPointerError
 
 __all__ = ["read_checkpoint", "write_checkpoint", "STATE_DICT_KEYS", "LFS_MAGIC"]
 

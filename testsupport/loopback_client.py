@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import require
+from realtime_sda.errors import require
 
 __all__ = ["SignalTrack", "Received", "LoopbackViewer", "audio_responsive_model"]
 
@@ -148,7 +148,7 @@ class LoopbackViewer:
             self.pc.addTransceiver("audio", direction="recvonly")
         self.pc.addTransceiver("video", direction="recvonly")
         if self.audio_prefetch is not None:
-            from .peer import set_audio_prefetch
+            from realtime_sda.server.peer import set_audio_prefetch
 
             for transceiver in self.pc.getTransceivers():
                 if transceiver.kind == "audio":
@@ -251,7 +251,7 @@ def audio_responsive_model(config: Any = None, seed: int = 1) -> Any:
     """
     import torch
 
-    from ..testing import random_model, tiny_config
+    from testsupport.models import random_model, tiny_config
 
     model = random_model(config or tiny_config(), seed=seed)
     cfg = model.config

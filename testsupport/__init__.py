@@ -1,0 +1,3 @@
+"""Test and benchmark tooling, not installed with the library: random-weight models and
+checkpoints (:mod:`.models`), the per-frame :mod:`.stepper`, a loopback aiortc viewer
+(:mod:`.loopback_client`) and headless Chromium (:mod:`.chromium`)."""
