@@ -73,7 +73,7 @@ def tap_server(peer) -> dict[str, list]:
     """Observe (not alter) the server side: when loud microphone audio was pushed into the
     session, and when each frame reached this viewer's sink (with its change from the last)."""
     taps: dict[str, list] = {"mic": [], "sink": [], "sent": []}
-    on_audio, put, recv = peer.on_audio, peer.sink.put, peer.video.recv
+    on_audio, put, recv = peer.on_audio, peer.feed.put, peer.video.recv
     last: list[np.ndarray] = []
 
     def audio(pcm: np.ndarray, rate: int) -> None:
@@ -92,7 +92,7 @@ def tap_server(peer) -> dict[str, list]:
         taps["sent"].append((peer.video.last_index, int(out.pts), time.monotonic()))
         return out
 
-    peer.on_audio, peer.sink.put, peer.video.recv = audio, sink_put, video_recv
+    peer.on_audio, peer.feed.put, peer.video.recv = audio, sink_put, video_recv
     return taps
 
 
@@ -221,9 +221,9 @@ async def run(args: argparse.Namespace) -> dict:
             await asyncio.sleep(args.seconds + 1.0)
             server = {
                 "frames_sent": peer.video.sent, "dropped_late": peer.video.dropped_late,
-                "dropped_queue_full": peer.sink.dropped_full, "audio_frames": peer.audio.sent,
-                "audio_silent_frames": peer.audio.silent, "clock_slips": peer.sink.clock.slips,
-                "clock_reclaims": peer.sink.clock.reclaims, "playout_delay_ms": 1000 * peer.sink.clock.delay_s,
+                "dropped_queue_full": peer.feed.dropped_full, "audio_frames": peer.audio.sent,
+                "audio_silent_frames": peer.audio.silent, "clock_slips": peer.feed.clock.slips,
+                "clock_reclaims": peer.feed.clock.reclaims, "playout_delay_ms": 1000 * peer.feed.clock.delay_s,
                 "session": session.stats.snapshot()._asdict() if hasattr(session.stats.snapshot(), "_asdict")
                 else vars(session.stats.snapshot()),
             }

@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SDAConfig": "core.config",
     "SDAModel": "core.model",
-    "InferenceEngine": "core.engine",
+    "FoldedModel": "core.engine",
+    "InferenceEngine": "core.engine",  # the former name of FoldedModel
     "IdentityContext": "core.state",
     "StreamState": "core.state",
     "NoiseSource": "core.noise",

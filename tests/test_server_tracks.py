@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("aiortc")
 
-from realtime_sda.server.tracks import MediaClock, ViewerSink, make_tracks  # noqa: E402
+from realtime_sda.server.tracks import PlayoutClock, ViewerFeed, make_tracks  # noqa: E402
 from realtime_sda.streaming import VideoFrame  # noqa: E402
 
 RATE, STRIDE = 16000, 640  # tiny model: 25 fps
@@ -30,7 +30,7 @@ def frame(i: int, tone_hz: float = 440.0, pad: int = RATE // 100) -> VideoFrame:
 
 
 def test_clock_slips_and_catches_up():
-    clock = MediaClock(margin_s=0.04, period_s=0.04, window=5)
+    clock = PlayoutClock(margin_s=0.04, period_s=0.04, window=5)
     clock.anchor(10.0)
     due0 = clock.due(10.0)
     assert abs(due0 - (time.monotonic() + 0.04)) < 0.01
@@ -44,35 +44,35 @@ def test_clock_slips_and_catches_up():
 
 
 def test_sink_is_bounded_and_ignores_frames_before_start():
-    sink = ViewerSink(video_queue=3, audio_queue=5)
-    sink.put(frame(0))
-    assert not sink.video  # nobody asked yet: not kept
-    sink.active = True
+    feed = ViewerFeed(video_queue=3, audio_queue=5)
+    feed.put(frame(0))
+    assert not feed.video  # nobody asked yet: not kept
+    feed.active = True
     for i in range(10):
-        sink.put(frame(i))
-    assert [f.index for f, _ in sink.video] == [7, 8, 9] and sink.dropped_full == 7
-    assert [f.index for f in sink.audio] == [5, 6, 7, 8, 9]
+        feed.put(frame(i))
+    assert [f.index for f, _ in feed.video] == [7, 8, 9] and feed.dropped_full == 7
+    assert [f.index for f in feed.audio] == [5, 6, 7, 8, 9]
 
 
 @pytest.mark.parametrize("pad", [RATE // 100, 0], ids=["frames-alone", "streaming-resampler"])
 def test_tracks_timestamps_gap_free_audio_and_late_drop(pad):
     async def main():
         # a margin of a whole period: this machine's timer jitter never moves playback here
-        sink = ViewerSink(period_s=STRIDE / RATE, margin_s=STRIDE / RATE)
-        video, audio = make_tracks(sink, 25.0)
+        feed = ViewerFeed(period_s=STRIDE / RATE, margin_s=STRIDE / RATE)
+        video, audio = make_tracks(feed, 25.0)
         got_v, got_a = [], []
 
-        async def feed():
+        async def produce():
             start = time.monotonic()
             for i in range(40):
                 if 15 <= i < 20:
                     continue  # frames 15-19 never arrive: their audio must become silence
                 await asyncio.sleep(max(0.0, start + i * 0.04 - time.monotonic()))
-                sink.put(frame(i, pad=pad))
+                feed.put(frame(i, pad=pad))
                 if i == 30:  # a stale frame (index 29 again) shows up late behind 30
-                    sink.put(frame(29, pad=pad))
+                    feed.put(frame(29, pad=pad))
             await asyncio.sleep(0.3)
-            sink.close()
+            feed.close()
 
         async def pull_video():
             from aiortc.mediastreams import MediaStreamError
@@ -94,8 +94,8 @@ def test_tracks_timestamps_gap_free_audio_and_late_drop(pad):
             except MediaStreamError:
                 pass
 
-        sink.active = True  # as after the first recv
-        await asyncio.gather(feed(), pull_video(), pull_audio())
+        feed.active = True  # as after the first recv
+        await asyncio.gather(produce(), pull_video(), pull_audio())
         return got_v, got_a, video
 
     got_v, got_a, video = asyncio.run(main())
@@ -124,18 +124,18 @@ def test_playout_moves_later_when_frames_come_too_close_to_their_slot():
     in time for its packets instead of being replaced by silence."""
 
     async def main():
-        sink = ViewerSink(period_s=STRIDE / RATE, margin_s=0.02)
-        video, audio = make_tracks(sink, 25.0)
-        sink.active = True
+        feed = ViewerFeed(period_s=STRIDE / RATE, margin_s=0.02)
+        video, audio = make_tracks(feed, 25.0)
+        feed.active = True
 
-        async def feed():
+        async def produce():
             start = time.monotonic()
             for i in range(30):
                 late = 0.0 if i == 0 else 0.03
                 await asyncio.sleep(max(0.0, start + i * 0.04 + late - time.monotonic()))
-                sink.put(frame(i))
+                feed.put(frame(i))
             await asyncio.sleep(0.2)
-            sink.close()
+            feed.close()
 
         async def pull(track, got):
             from aiortc.mediastreams import MediaStreamError
@@ -146,8 +146,8 @@ def test_playout_moves_later_when_frames_come_too_close_to_their_slot():
                     got.append(bool(np.any(f.to_ndarray())))
 
         loud: list[bool] = []
-        await asyncio.gather(feed(), pull(video, []), pull(audio, loud))
-        return sink.clock, video, loud
+        await asyncio.gather(produce(), pull(video, []), pull(audio, loud))
+        return feed.clock, video, loud
 
     clock, video, loud = asyncio.run(main())
     assert clock.slips >= 1 and clock.delay_s >= 0.02 + 0.03 - 0.005

@@ -15,7 +15,7 @@ from realtime_sda.errors import AudioDecodeError, ImageDecodeError
 from realtime_sda.media.image import frames_to_uint8
 from realtime_sda.core.noise import NoiseSource
 from testsupport.stepper import Stepper
-from realtime_sda.streaming import AudioRingBuffer, InferenceWorker, VideoFrame
+from realtime_sda.streaming import AudioRingBuffer, InferenceWorker, SessionClosedError, VideoFrame
 from realtime_sda.streaming.queues import EndOfStream
 
 
@@ -124,6 +124,9 @@ def test_worker_session_equals_offline_exactly(tiny_model) -> None:
             session = await worker.open_session(still, seed=3, realtime=False)
             collector = _collect(session)
             await _feed(session, audio, cfg.audio_rate, np.random.default_rng(1), 700)
+            with pytest.raises(SessionClosedError, match="at end of audio") as closed:
+                session.push_audio(audio[:100], cfg.audio_rate)
+            assert not isinstance(closed.value, AudioDecodeError)  # the audio was fine
             return await asyncio.wait_for(collector, 30)
         finally:
             await worker.stop()
@@ -219,7 +222,7 @@ def test_sessions_join_and_leave_and_bad_input_is_isolated(tiny_model) -> None:
             collector = _collect(b)
             await a.close()  # leaves while b runs
             assert a not in worker.sessions and a.state is None
-            with pytest.raises(AudioDecodeError, match="closed"):
+            with pytest.raises(SessionClosedError, match="closed"):
                 a.push_audio(np.zeros(10, np.float32), cfg.audio_rate)
             # a session whose step fails is closed with the error; the others go on
             c = await worker.open_session(still_a, seed=5, realtime=False)

@@ -1,6 +1,6 @@
 """``Stepper``: the per-frame face of the step protocol (one state, advanced frame by frame).
 
-Offline generation runs the very same ``InferenceEngine.forward`` over a block of frames,
+Offline generation runs the very same ``FoldedModel.forward`` over a block of frames,
 so the two paths cannot drift apart.
 """
 

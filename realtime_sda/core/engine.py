@@ -9,7 +9,7 @@ Exact algebraic rewrites of the reference modules (checked against them in the t
   tensors is ever made, and that half of the block's work disappears from the hot path;
 - stride-1 transposed convolutions become ordinary convolutions (flipped kernels).
 
-Offline generation and streaming both call :meth:`InferenceEngine.forward`, which runs a
+Offline generation and streaming both call :meth:`FoldedModel.forward`, which runs a
 (B, T) block of frames from a :class:`~realtime_sda.core.state.StreamState`.
 """
 
@@ -27,7 +27,7 @@ from .state import IdentityContext, StreamState
 if TYPE_CHECKING:
     from .model import SDAModel
 
-__all__ = ["InferenceEngine", "fold_bn"]
+__all__ = ["FoldedModel", "InferenceEngine", "fold_bn"]
 
 
 def fold_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,8 +94,9 @@ class _Block:
         return y.relu_()
 
 
-class InferenceEngine:
-    """Per-frame inference with folded weights, built from an :class:`SDAModel` snapshot.
+class FoldedModel:
+    """The networks with folded weights, built from an :class:`SDAModel` snapshot: what
+    every frame runs (offline and live; the live scheduling is ``InferenceWorker``'s).
 
     ``dtype`` may be ``torch.bfloat16`` to run the generator's convolutions in bfloat16
     (faster on CPUs with AVX-512 BF16 and on GPUs, at about 1e-2 error).
@@ -138,9 +139,6 @@ class InferenceEngine:
         biases = tuple(blk.skip_bias(s) for blk, s in zip(self.blocks, reversed(skips[1:])))
         return IdentityContext(id_code, base, biases)
 
-    def init_state(self, identity: IdentityContext) -> StreamState:
-        return StreamState(identity)
-
     # ---- every frame ---------------------------------------------------------------------
     @torch.no_grad()
     def forward(
@@ -177,3 +175,7 @@ class InferenceEngine:
         pad = (h - 2 * x.shape[2], w - 2 * x.shape[3])
         x = F.conv_transpose2d(x, self.w_out, stride=2, padding=1, output_padding=pad)
         return torch.tanh(x.float()).view(b, t, 3, h, w)
+
+
+#: the former name of :class:`FoldedModel`
+InferenceEngine = FoldedModel

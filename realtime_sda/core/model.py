@@ -11,7 +11,7 @@ from torch import nn
 
 from ..checkpoints.format import write_checkpoint
 from .config import SDAConfig
-from .engine import InferenceEngine
+from .engine import FoldedModel
 from .nn import ContentEncoder, FrameGenerator, IdentityEncoder
 from .state import IdentityContext, StreamState
 
@@ -22,7 +22,7 @@ class SDAModel(nn.Module):
     """Audio content encoder (``encoder``), identity encoder (``encoder_id``) and frame
     generator (``generator``), named as in the original checkpoints.
 
-    Inference goes through a cached :class:`InferenceEngine` (folded weights); it is rebuilt
+    Inference goes through a cached :class:`FoldedModel` (folded weights); it is rebuilt
     after ``load_state_dict`` or ``train()``, so it always reflects the current weights.
     """
 
@@ -32,7 +32,7 @@ class SDAModel(nn.Module):
         self.encoder = ContentEncoder(config)
         self.encoder_id = IdentityEncoder(config)
         self.generator = FrameGenerator(config)
-        self._engine: InferenceEngine | None = None
+        self._engine: FoldedModel | None = None
         self._engine_dtype = torch.float32
         #: Extra values from the checkpoint file (e.g. the training config), kept as loaded.
         self.extra: dict[str, Any] = {}
@@ -40,11 +40,11 @@ class SDAModel(nn.Module):
 
     # ---- engine ------------------------------------------------------------------------------
     @property
-    def engine(self) -> InferenceEngine:
+    def engine(self) -> FoldedModel:
         if self._engine is None:
             if self.training:
                 raise RuntimeError("call model.eval() before inference (BatchNorm must use running statistics)")
-            self._engine = InferenceEngine(self, dtype=self._engine_dtype)
+            self._engine = FoldedModel(self, dtype=self._engine_dtype)
         return self._engine
 
     def set_inference_dtype(self, dtype: torch.dtype) -> "SDAModel":

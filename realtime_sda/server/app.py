@@ -58,7 +58,7 @@ class ServerConfig:
     #: more absorbs network jitter and reordering; 0 (each packet decoded as it arrives in
     #: sequence) suits loopback and a LAN; None keeps aiortc's
     audio_prefetch: int | None = 0
-    #: how early (at least) the latest frame of the last 10 s reached a viewer's sink before it
+    #: how early (at least) the latest frame of the last 10 s reached a viewer's feed before it
     #: is sent: the playout margin that absorbs how unevenly frames are made. Playback moves
     #: later when a frame comes closer than 5 ms to its slot and earlier again after 10 s of
     #: frames all early by more than 1.5x this. 10 ms suits a quiet server; a busy CPU adapts

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..streaming.tasks import cancel_and_wait
-from .tracks import ViewerSink
+from .tracks import ViewerFeed
 
 __all__ = ["FrameHub", "Broadcast", "FilePlayer"]
 
@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 
 class FrameHub:
     """Reads one session's frames (a named task) and hands each to every registered viewer
-    sink. ``ViewerSink.put`` never blocks, so one slow viewer cannot hold up the others."""
+    feed. ``ViewerFeed.put`` never blocks, so one slow viewer cannot hold up the others."""
 
     def __init__(self, session: Any, name: str) -> None:
         self.session = session
         self.name = name
-        self._sinks: set[ViewerSink] = set()
+        self._feeds: set[ViewerFeed] = set()
         self._task: asyncio.Task[None] | None = None
         self.frames = 0
         self.last_latency_s = float("nan")
@@ -34,34 +34,34 @@ class FrameHub:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.name}-fanout")
 
-    def add(self, sink: ViewerSink) -> None:
-        self._sinks.add(sink)
+    def add(self, feed: ViewerFeed) -> None:
+        self._feeds.add(feed)
 
-    def remove(self, sink: ViewerSink) -> None:
-        self._sinks.discard(sink)
+    def remove(self, feed: ViewerFeed) -> None:
+        self._feeds.discard(feed)
 
     @property
     def viewers(self) -> int:
-        return len(self._sinks)
+        return len(self._feeds)
 
     async def _run(self) -> None:
         try:
             async for frame in self.session.frames():
                 self.frames += 1
                 self.last_latency_s = float(frame.latency_s)
-                for sink in tuple(self._sinks):
-                    sink.put(frame)
+                for feed in tuple(self._feeds):
+                    feed.put(frame)
         finally:
-            for sink in tuple(self._sinks):
-                sink.close()
+            for feed in tuple(self._feeds):
+                feed.close()
 
     async def close(self, timeout: float = 5.0) -> None:
         """Cancel the fan-out task (bounded) and end every viewer's tracks."""
         task, self._task = self._task, None
         await cancel_and_wait(task, timeout)
-        for sink in tuple(self._sinks):
-            sink.close()
-        self._sinks.clear()
+        for feed in tuple(self._feeds):
+            feed.close()
+        self._feeds.clear()
 
 
 class FilePlayer:

@@ -115,12 +115,12 @@ class Client:
         answer = await peer.answer(msg.sdp or "", want_mic=msg.mode == "mic")
         if msg.mode == "watch":
             assert server.broadcast is not None
-            server.broadcast.hub.add(peer.sink)
+            server.broadcast.hub.add(peer.feed)
             self.hub, self.watching = server.broadcast.hub, True
         else:
             self.session = await server.worker.open_session(still, seed=None, lookahead_ms=server.lookahead_ms)
             self.hub = FrameHub(self.session, self.name)
-            self.hub.add(peer.sink)
+            self.hub.add(peer.feed)
             self.hub.start()
             peer.on_audio = self.session.push_audio
         await self.send(encode("answer", sdp=answer))
@@ -137,9 +137,9 @@ class Client:
                 continue
             lat = hub.last_latency_s
             await self.send(encode(
-                "stats", frames=peer.video.sent, dropped=peer.video.dropped_late + peer.sink.dropped_full,
+                "stats", frames=peer.video.sent, dropped=peer.video.dropped_late + peer.feed.dropped_full,
                 audio_silent=peer.audio.silent, viewers=hub.viewers,
-                latency_ms=None if math.isnan(lat) else round(1000 * (lat + peer.sink.clock.delay_s), 1),
+                latency_ms=None if math.isnan(lat) else round(1000 * (lat + peer.feed.clock.delay_s), 1),
             ))
 
     async def close_media(self, timeout: float = 5.0) -> None:
@@ -148,7 +148,7 @@ class Client:
         hub, self.hub = self.hub, None
         session, self.session = self.session, None
         if peer is not None and hub is not None:
-            hub.remove(peer.sink)
+            hub.remove(peer.feed)
         if hub is not None and not self.watching:
             await hub.close(timeout)
         self.watching = False

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import RealtimeSDAError, require
 from .signaling import SignalingError
 from ..streaming.tasks import cancel_and_wait
-from .tracks import ViewerSink, make_tracks
+from .tracks import ViewerFeed, make_tracks
 
 __all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to", "set_audio_prefetch", "DEFAULT_AUDIO_PREFETCH"]
 
@@ -125,8 +125,8 @@ class PeerSession:
         self.pc = aiortc.RTCPeerConnection(configuration=config)
         self.name = name
         self.audio_prefetch = audio_prefetch  # None: aiortc's default
-        self.sink = ViewerSink(period_s=1.0 / video_rate, margin_s=playout_margin_s)
-        self.video, self.audio = make_tracks(self.sink, video_rate)
+        self.feed = ViewerFeed(period_s=1.0 / video_rate, margin_s=playout_margin_s)
+        self.video, self.audio = make_tracks(self.feed, video_rate)
         self._mic_task: asyncio.Task[None] | None = None
         self.on_audio: Callable[[np.ndarray, int], None] | None = None
         self.failed = asyncio.Event()
@@ -185,7 +185,7 @@ class PeerSession:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the tracks, the microphone task and the connection (bounded by ``timeout``)."""
-        self.sink.close()
+        self.feed.close()
         await cancel_and_wait(self._mic_task, timeout)
         try:
             await asyncio.wait_for(self.pc.close(), timeout)

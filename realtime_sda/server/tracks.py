@@ -2,7 +2,7 @@
 :class:`~realtime_sda.streaming.VideoFrame` objects and paced by one shared clock.
 
 Both tracks map the master clock (model-rate audio samples, ``VideoFrame.pts * time_base``)
-to the wall clock through one :class:`MediaClock`, so a frame and its own audio period are sent
+to the wall clock through one :class:`PlayoutClock`, so a frame and its own audio period are sent
 at the same moment with timestamps from the same master time: the browser's RTCP-based lip
 sync then plays them together. Frames wait in a small bounded queue (drop-oldest); a frame
 that is late while a newer one waits is dropped, never delayed (when even the newest is
@@ -28,7 +28,7 @@ _mediastreams = require("aiortc.mediastreams", "server", "The WebRTC server")
 MediaStreamTrack = _mediastreams.MediaStreamTrack
 MediaStreamError = _mediastreams.MediaStreamError
 
-__all__ = ["MediaClock", "ViewerSink", "AvatarVideoTrack", "AvatarAudioTrack", "OUT_AUDIO_RATE", "VIDEO_CLOCK", "make_tracks"]
+__all__ = ["PlayoutClock", "ViewerFeed", "AvatarVideoTrack", "AvatarAudioTrack", "OUT_AUDIO_RATE", "VIDEO_CLOCK", "make_tracks"]
 
 OUT_AUDIO_RATE = 48000  # Opus
 VIDEO_CLOCK = 90000  # RTP video clock
@@ -41,7 +41,7 @@ def _master_seconds(frame: Any) -> float:
     return float(frame.pts * frame.time_base)
 
 
-class MediaClock:
+class PlayoutClock:
     """Maps master time to wall time for one viewer (shared by its audio and video track).
 
     Output time ``tau = master + shift``; media with output time ``tau`` is sent at
@@ -113,7 +113,7 @@ class MediaClock:
                 self.advance(excess)
 
 
-class ViewerSink:
+class ViewerFeed:
     """One viewer's bounded queues. ``put`` never blocks: a full video queue drops its
     oldest frame (a slow peer sees fewer frames, never later ones); the audio queue holds
     ``audio_queue`` periods and drops the oldest likewise."""
@@ -131,7 +131,7 @@ class ViewerSink:
         margin = DEFAULT_MARGIN_S if margin_s is None else margin_s
         if margin < MIN_SLACK_S:
             raise ValueError(f"the playout margin must be at least {1000 * MIN_SLACK_S:g} ms, got {1000 * margin:g} ms")
-        self.clock = MediaClock(margin_s=margin, period_s=period_s, window=max(1, round(10.0 / period_s)),
+        self.clock = PlayoutClock(margin_s=margin, period_s=period_s, window=max(1, round(10.0 / period_s)),
                                 reclaim_s=margin / 2)
         self.closed = False
         self.active = False  # set by the first recv() of either track
@@ -185,9 +185,9 @@ class AvatarVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, sink: ViewerSink, video_rate: float) -> None:
+    def __init__(self, feed: ViewerFeed, video_rate: float) -> None:
         super().__init__()
-        self.sink = sink
+        self.feed = feed
         self.period_s = 1.0 / float(video_rate)
         self.sent = 0
         self.dropped_late = 0
@@ -195,9 +195,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._last_pts = -1
 
     async def recv(self) -> "av.VideoFrame":
-        clock = self.sink.clock
+        clock = self.feed.clock
         while True:
-            item = await self.sink.next_video()
+            item = await self.feed.next_video()
             if item is None or self.readyState != "live":
                 self.stop()
                 raise MediaStreamError
@@ -208,7 +208,7 @@ class AvatarVideoTrack(MediaStreamTrack):
                 continue  # stale: a frame at or before one already sent
             lateness = time.monotonic() - clock.due(master)
             if lateness > self.period_s:
-                if self.sink.video:
+                if self.feed.video:
                     self.dropped_late += 1  # late and a newer frame waits: drop it, never delay
                     continue
                 clock.slip(lateness)  # even the newest frame is late: the producer fell behind
@@ -245,9 +245,9 @@ class AvatarAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, sink: ViewerSink) -> None:
+    def __init__(self, feed: ViewerFeed) -> None:
         super().__init__()
-        self.sink = sink
+        self.feed = feed
         self._next: int | None = None  # next output sample (48 kHz, output timeline)
         self._segments: deque[tuple[int, np.ndarray]] = deque()  # (master 48 kHz start, int16)
         self._resampler: Any = None
@@ -258,7 +258,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         self.silent = 0
 
     def _ingest(self) -> None:
-        for frame in self.sink.pop_audio():
+        for frame in self.feed.pop_audio():
             rate = int(frame.audio_rate)
             pad, stride = int(frame.audio_pad), len(frame.audio)
             if frame.audio_padded is not None and (pad * OUT_AUDIO_RATE) % rate == 0 == (stride * OUT_AUDIO_RATE) % rate:
@@ -300,14 +300,14 @@ class AvatarAudioTrack(MediaStreamTrack):
         return out, found
 
     async def recv(self) -> "av.AudioFrame":
-        clock = self.sink.clock
-        if self.readyState != "live" or self.sink.closed:
+        clock = self.feed.clock
+        if self.readyState != "live" or self.feed.closed:
             self.stop()
             raise MediaStreamError
         if self._next is None:
             while not clock.anchored.is_set():
-                await self.sink.wait_audio()
-                if self.sink.closed:
+                await self.feed.wait_audio()
+                if self.feed.closed:
                     self.stop()
                     raise MediaStreamError
                 self._ingest()
@@ -332,6 +332,6 @@ class AvatarAudioTrack(MediaStreamTrack):
         return frame
 
 
-def make_tracks(sink: ViewerSink, video_rate: float) -> tuple[AvatarVideoTrack, AvatarAudioTrack]:
-    """(video, audio) tracks reading from one viewer's sink."""
-    return AvatarVideoTrack(sink, video_rate), AvatarAudioTrack(sink)
+def make_tracks(feed: ViewerFeed, video_rate: float) -> tuple[AvatarVideoTrack, AvatarAudioTrack]:
+    """(video, audio) tracks reading from one viewer's feed."""
+    return AvatarVideoTrack(feed, video_rate), AvatarAudioTrack(feed)

@@ -78,7 +78,7 @@ _ids = itertools.count(1)
 _EPS = 1e-9  # seconds: float tolerance of schedule comparisons
 
 
-class SessionClosedError(AudioDecodeError):
+class SessionClosedError(RealtimeSDAError, RuntimeError):
     """Audio was pushed to a session that is closed or whose audio has ended."""
 
 
@@ -174,7 +174,8 @@ class AvatarSession:
         """Queue PCM samples ((n,) or (n, channels), any int/float dtype) at ``rate`` Hz.
 
         Never blocks; raises :class:`~realtime_sda.errors.AudioDecodeError` for unusable input
-        (the session and the worker are unaffected).
+        (the session and the worker are unaffected) and :class:`SessionClosedError` once the
+        session is closed or its audio has ended.
         """
         if self.closed or self._audio_ended:
             raise SessionClosedError(
