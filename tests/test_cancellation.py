@@ -125,9 +125,7 @@ def test_cancelled_pipeline_closes_its_session_and_joins_its_sinks(tiny_model, t
 
     async def main():
         tasks_before = asyncio.all_tasks()
-        worker = InferenceWorker(tiny_model)
-        await worker.start()
-        try:
+        async with InferenceWorker(tiny_model) as worker:
             session = await worker.open_session(torch.zeros(1, 3, h, w), seed=1)
             memory = MemorySink()
             pipe = StreamPipeline(session, FileSource(wav), [memory, RecorderSink(tmp_path / "x.mp4")])
@@ -140,8 +138,7 @@ def test_cancelled_pipeline_closes_its_session_and_joins_its_sinks(tiny_model, t
             assert session.closed
             assert [r.name for r in pipe.runners if not r.done] == []
             assert not any(t.name.startswith("sink-") for t in threading.enumerate())
-        finally:
-            await worker.stop()
+        assert not worker.running  # stopped on leaving the block
         assert asyncio.all_tasks() == tasks_before
 
     asyncio.run(main())

@@ -162,3 +162,29 @@ def test_immediate_audio_buffer_hands_packets_over_in_sequence():
 
     assert [add(s) for s in (100, 101, 103)] == [100, 101, None]  # 102 is late
     assert [add(102), add(104), add(105)] == [102, 103, 104]
+
+
+def test_ice_restriction_lasts_while_the_server_runs(tiny_model):
+    """A loopback server gathers ICE candidates on 127.0.0.1 only while it runs; restrictions
+    nest and are undone in any order, leaving aioice as it was."""
+    import aioice.ice as ice
+
+    from realtime_sda.server.peer import restrict_ice_to
+
+    original = ice.get_host_addresses
+    undo_a = restrict_ice_to(["127.0.0.1"])
+    assert ice.get_host_addresses(True, True) == ["127.0.0.1"]
+    undo_b = restrict_ice_to(["127.0.0.2", "::1"])
+    assert ice.get_host_addresses(True, False) == ["127.0.0.2"]
+    undo_a()
+    assert ice.get_host_addresses(False, True) == ["::1"]
+    undo_b()
+    undo_b()  # twice: nothing more
+    assert ice.get_host_addresses is original
+
+    async def main():
+        async with AvatarServer(tiny_model, ServerConfig(port=0), torch.zeros(1, 3, *tiny_model.config.img_size)):
+            assert ice.get_host_addresses(True, True) == ["127.0.0.1"]
+
+    asyncio.run(main())
+    assert ice.get_host_addresses is original

@@ -81,6 +81,7 @@ class AvatarServer:
         self.worker: Any = None
         self._server: Any = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._undo_ice: Any = None
         self.port = config.port
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -93,8 +94,8 @@ class AvatarServer:
         ice = self.config.ice_addresses
         if ice is None and is_loopback(self.config.host):
             ice = ["127.0.0.1"]  # a loopback server only talks to browsers on this machine
-        if ice is not None:
-            restrict_ice_to(ice)
+        if ice is not None and self._undo_ice is None:
+            self._undo_ice = restrict_ice_to(ice)  # undone in stop()
         self.worker = InferenceWorker(self.model, max_batch=self.config.max_batch, num_threads=self._torch_threads())
         await self.worker.start()
         if self.config.broadcast or self.config.broadcast_audio is not None:
@@ -137,6 +138,9 @@ class AvatarServer:
             task.cancel()
         if self._handlers:
             await asyncio.wait(tuple(self._handlers), timeout=timeout)
+        if self._undo_ice is not None:
+            self._undo_ice()
+            self._undo_ice = None
         if self.broadcast is not None:
             await self.broadcast.close(timeout)
             self.broadcast = None

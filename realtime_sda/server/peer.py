@@ -38,16 +38,35 @@ def audio_frame_to_mono(frame: Any) -> np.ndarray:
     return data.astype(np.float32, copy=False).mean(axis=0)
 
 
-def restrict_ice_to(addresses: list[str]) -> None:
+_ice_original: Any = None
+_ice_active: list[list[str]] = []  # restrictions in force, the latest applies
+
+
+def restrict_ice_to(addresses: list[str]) -> Callable[[], None]:
     """Gather ICE host candidates only on ``addresses`` (e.g. ``["127.0.0.1"]`` for a
-    loopback-only server). aioice otherwise lists every interface and never loopback."""
+    loopback-only server) until the returned function is called. aioice otherwise lists every
+    interface and never loopback. Restrictions nest; the last one in force applies."""
+    global _ice_original
     ice = require("aioice.ice", "server", "The WebRTC server")
+    if not _ice_active:
+        _ice_original = ice.get_host_addresses
     fixed = list(addresses)
+    _ice_active.append(fixed)
 
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+        latest = _ice_active[-1]
+        return [a for a in latest if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     ice.get_host_addresses = get_host_addresses
+
+    def undo() -> None:
+        if not any(r is fixed for r in _ice_active):
+            return  # already undone
+        _ice_active[:] = [r for r in _ice_active if r is not fixed]
+        if not _ice_active:
+            ice.get_host_addresses = _ice_original
+
+    return undo
 
 
 _immediate_class: Any = None

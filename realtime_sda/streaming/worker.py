@@ -46,6 +46,7 @@ MAX_PENDING_JOBS = 256
 
 class InferenceWorker:
     """Steps many sessions of one model on one thread, batching those that are due together.
+    ``async with InferenceWorker(model) as worker:`` starts and stops it.
 
     ``clock``: time source for the real-time schedule (:class:`SystemClock` by default).
     ``autotick=False`` makes the thread wait for explicit :meth:`tick` calls (deterministic
@@ -97,6 +98,13 @@ class InferenceWorker:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+
+    async def __aenter__(self) -> "InferenceWorker":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Close every session and stop the thread, waiting at most ``timeout`` seconds."""
