@@ -9,7 +9,7 @@ have been captured by a microphone. For every burst:
   the shared output timeline through RTCP sender reports) is made from its own 40 ms audio
   period plus the look-ahead; from the capture of the end of that period to the arrival of
   the frame's last RTP packet (a browser decodes on it). Its floor is the look-ahead
-  (SDA_MODEL.md: "the least latency this model can have");
+  (``config.lookahead_samples``: the least latency this model can have);
 - voice delay: from the onset's capture until the onset could be played from the avatar's
   own audio (its packet's arrival plus the onset's place in it), which plays with its frames;
 - first reaction: to the arrival of the first video frame that differs (its window first

@@ -44,7 +44,7 @@ def mean_face_for(img_size: tuple[int, int]) -> np.ndarray:
 
 
 def grid_config() -> SDAConfig:
-    """The GRID checkpoint's values (SDA_MODEL.md)."""
+    """The published GRID checkpoint's configuration."""
     return SDAConfig(mean_face=mean_face_for((128, 96)))
 
 

@@ -132,7 +132,8 @@ class SDAConfig:
         return max(1, int(round(base * self.width)))
 
     def audio_layout(self) -> AudioEncoderLayout:
-        """The audio frame encoder's conv layout, as SDA_MODEL.md derives it from the rates."""
+        """The audio frame encoder's conv layout, derived from the rates as the original does: a
+        first layer of 5 ms kernels at 1 ms strides, then one layer per prime factor of the length."""
         k0 = int(round(0.005 * self.audio_rate))
         s0 = int(round(0.001 * self.audio_rate))
         n = self.audio_feat_samples

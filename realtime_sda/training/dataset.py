@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -184,9 +184,6 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def clip_audio(self, i: int) -> np.ndarray:
-        return load_clip(self.root, self.clips[i].id)["audio"]
-
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         info = self.clips[i]
         clip = load_clip(self.root, info.id)
@@ -215,7 +212,3 @@ class ClipDataset(torch.utils.data.Dataset):
             "closure": torch.from_numpy(closure),
             "blinks_known": torch.tensor(float(spans is not None)),
         }
-
-    def iter_clips(self) -> Iterator[tuple[ClipInfo, dict[str, np.ndarray]]]:
-        for info in self.clips:
-            yield info, load_clip(self.root, info.id)

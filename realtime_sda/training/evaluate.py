@@ -76,7 +76,6 @@ class LandmarkMeter:
         from ..media.face import landmark_model_path
 
         dlib = require("dlib", "all", "the lip-sync and blink metrics")
-        self._dlib = dlib
         self.predictor = dlib.shape_predictor(str(landmark_model_path()))
         self.scale = max(1, int(np.ceil(min_width / img_size[1])))
         lo, hi = mean_face.min(0), mean_face.max(0)

@@ -85,7 +85,7 @@ class SinkRunner:
         return self.queue.dropped
 
     def stop(self) -> None:
-        """Ask the runner to finish (it closes the sink); wait for it with :meth:`join`."""
+        """Ask the runner to finish (it closes the sink); :attr:`done` tells when it has."""
         self._stop.set()
         self.session.unsubscribe(self.queue)
         with self._lock:
@@ -93,9 +93,6 @@ class SinkRunner:
                 self._started = True
                 self.ready.set()
                 self._finished.set()
-
-    def join(self, timeout: float) -> bool:
-        return self._finished.wait(timeout)
 
     def run_here(self) -> None:
         """Run the sink in the calling thread until the stream ends or :meth:`stop`."""
