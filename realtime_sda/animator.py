@@ -17,7 +17,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -27,7 +27,11 @@ from .media.face import prepare_still
 from .media.image import frames_to_uint8
 from .checkpoints.loading import load_model, resolve_device
 from .core.noise import NoiseSource
+from .errors import RealtimeSDAError
 from .media.video import save_video
+
+if TYPE_CHECKING:
+    from .photo.render import PhotoRenderer
 
 __all__ = ["VideoAnimator", "Animation", "get_audio_feature_extractor"]
 
@@ -36,16 +40,24 @@ __all__ = ["VideoAnimator", "Animation", "get_audio_feature_extractor"]
 class Animation:
     """A prepared animation: iterate it for uint8 frame chunks (t, 3, H, W), in order.
 
-    ``audio`` is the model-rate signal as int16 (n, 1), as the original returned it.
+    ``audio`` is the model-rate signal as int16 (n, 1), as the original returned it;
+    ``size`` the frames' (H, W): the model's crop, or the photo's with ``full_frame``.
     """
 
     num_frames: int
     audio: np.ndarray
     _chunks: Iterator[torch.Tensor] = field(repr=False)
+    size: tuple[int, int] = (0, 0)
+    renderer: "PhotoRenderer | None" = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for frames in self._chunks:
-            yield frames_to_uint8(frames[0])
+            crops = frames_to_uint8(frames[0])
+            if self.renderer is None:
+                yield crops
+            else:
+                full = [self.renderer(np.ascontiguousarray(c.transpose(1, 2, 0))) for c in crops]
+                yield np.stack(full).transpose(0, 3, 1, 2)
 
     def __len__(self) -> int:
         return self.num_frames
@@ -79,9 +91,21 @@ class VideoAnimator:
         self.chunk_frames = int(chunk_frames)
 
     def animate(
-        self, img: Any, audio: Any, fs: int | None = None, aligned: bool = False, seed: int | None = None
+        self,
+        img: Any,
+        audio: Any,
+        fs: int | None = None,
+        aligned: bool = False,
+        seed: int | None = None,
+        full_frame: bool = False,
+        face: int = 0,
+        size: int | None = None,
     ) -> Animation:
         """Prepare the still and the audio, and return the frames as a lazy chunk iterator.
+
+        ``full_frame=True``: frames are the whole photo (long side ``size``, default the
+        photo's, at most 1280), the face ``face`` (0 = largest) moving as the model's does;
+        otherwise the model's aligned crop, as the original library returned.
 
         Raises :class:`~realtime_sda.errors.FaceNotFoundError`,
         :class:`~realtime_sda.errors.AudioDecodeError` or
@@ -90,9 +114,19 @@ class VideoAnimator:
         cfg = self.config
         signal = load_audio(audio, fs, cfg.audio_rate)
         segments = deque(window_segments(signal, cfg))  # strided views: no per-frame copy
-        still = prepare_still(img, cfg, aligned=aligned)
+        renderer = None
+        if full_frame:
+            if aligned:
+                raise RealtimeSDAError("full_frame animates a whole photo; aligned=True is for the model's crop only (drop one)")
+            from .photo import photo_renderer
+
+            renderer, still = photo_renderer(self.model, img, face=face, size=size)
+            out_size = renderer.size
+        else:
+            still = prepare_still(img, cfg, aligned=aligned)
+            out_size = tuple(cfg.img_size)
         total = sum(len(seg) for seg in segments)
-        job = Animation(total, to_int16(signal), self._generate(still, segments, seed))
+        job = Animation(total, to_int16(signal), self._generate(still, segments, seed), out_size, renderer)
         del signal
         _release_freed_heap()
         return job
@@ -120,14 +154,20 @@ class VideoAnimator:
         aligned: bool = False,
         seed: int | None = None,
         progress: bool = False,
+        full_frame: bool = False,
+        face: int = 0,
+        size: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """-> (video uint8 (T, 3, H, W), audio int16 (n, 1) at the model's rate).
+
+        (H, W) is the model's aligned crop, as in the original; ``full_frame=True`` gives the
+        whole photo instead (see :meth:`animate`).
 
         Frames map [-1, 1] to ``round(127.5 * (x + 1))`` (the original returned the float
         ``125 * x + 125``; see :mod:`realtime_sda.media.image`). ``fs`` is required for arrays.
         """
-        job = self.animate(img, audio, fs=fs, aligned=aligned, seed=seed)
-        h, w = self.img_size
+        job = self.animate(img, audio, fs=fs, aligned=aligned, seed=seed, full_frame=full_frame, face=face, size=size)
+        h, w = job.size
         video = np.empty((job.num_frames, 3, h, w), dtype=np.uint8)
         bar = _progress(job.num_frames) if progress else None
         pos = 0

@@ -12,6 +12,7 @@ __all__ = ["main", "SUBCOMMAND_MODULES"]
 #: Modules that each register one or more subcommands.
 SUBCOMMAND_MODULES = (
     "animate",
+    "faces",
     "models",
     "demo",
     "stream",

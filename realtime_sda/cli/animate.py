@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["register", "default_model"]
+__all__ = ["register", "default_model", "add_photo_options", "photo_options"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +22,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: 'default', else 'grid' if installed; see 'realtime-sda models')",
     )
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present, else cpu)")
-    p.add_argument("--aligned", action="store_true", help="the image is already an aligned face crop: only resize it")
+    add_photo_options(p)
     p.add_argument("--seed", type=int, default=None, help="noise seed (same seed, same video)")
     p.add_argument("--scale", type=float, default=None, help="enlarge the frames in the mp4 by this factor")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_photo_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose between the whole photo (default) and the model's crop."""
+    p.add_argument("--crop", action="store_true",
+                   help="output the model's aligned face crop (what the original library made) instead of the whole photo")
+    p.add_argument("--size", type=int, default=None, metavar="PX",
+                   help="long side of the output photo in pixels (default: the photo's, at most 1280)")
+    p.add_argument("--face", type=int, default=0, metavar="N",
+                   help="which face of a group photo to animate: 0 = the largest (see 'realtime-sda faces PHOTO')")
+    p.add_argument("--aligned", action="store_true",
+                   help="the image is already an aligned face crop: only resize it (implies --crop)")
+
+
+def photo_options(args: argparse.Namespace) -> dict:
+    """``full_frame``, ``face``, ``size`` for the animator or a session, checked."""
+    from ..errors import RealtimeSDAError
+
+    crop = bool(args.crop or args.aligned)
+    if crop and (args.size is not None or args.face):
+        raise RealtimeSDAError("--size and --face choose the whole-photo output; leave them out with --crop/--aligned")
+    if args.face < 0:
+        raise RealtimeSDAError(f"--face must be 0 or more (0 is the largest face), got {args.face}")
+    return {"full_frame": not crop, "face": args.face, "size": args.size}
 
 
 def default_model() -> str:
@@ -54,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None and not args.scale > 0:
         raise RealtimeSDAError(f"--scale must be a positive number, got {args.scale}")
     animator = VideoAnimator(model_path=args.model or default_model(), gpu=None, device=args.device)
-    job = animator.animate(args.image, args.audio, aligned=args.aligned, seed=args.seed)
-    h, w = animator.img_size
+    job = animator.animate(args.image, args.audio, aligned=args.aligned, seed=args.seed, **photo_options(args))
+    h, w = job.size
     with VideoWriter(
         args.output, animator.video_rate, (h, w), job.audio, animator.audio_rate, args.scale
     ) as writer, tqdm(

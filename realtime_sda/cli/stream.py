@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Any
 
+from .animate import add_photo_options, photo_options
+
 __all__ = ["register", "run_preview", "run_vcam"]
 
 
@@ -19,7 +21,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     src.add_argument("--list-devices", action="store_true", help="list the microphones and exit")
     p.add_argument("--avatar", metavar="IMAGE", default=None,
                    help="still image of a face (default: the bundled avatar, when installed)")
-    p.add_argument("--aligned", action="store_true", help="the avatar is already an aligned crop: only resize it")
+    add_photo_options(p)
     p.add_argument("--model", default=None, help="model name or checkpoint path (default: 'default')")
     p.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if present)")
     p.add_argument("--bf16", action="store_true", help="run the generator in bfloat16 (faster on some CPUs/GPUs)")
@@ -34,7 +36,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "present (default 2; 0 never skips, so the picture may lag)")
     p.add_argument("--mic-device", default=None, help="microphone index or name (see --list-devices)")
     p.add_argument("--mic-rate", type=int, default=None, help="capture rate in Hz (default: the device's)")
-    p.add_argument("--scale", type=int, default=3, help="enlarge the picture this many times (default 3)")
+    p.add_argument("--scale", type=int, default=None,
+                   help="enlarge the picture this many times (default 1 for a photo, 3 for --crop)")
     p.add_argument("--record", metavar="OUT.mp4", default=None, help="also record the stream (H.264 + AAC)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
@@ -56,19 +59,30 @@ def _mic_device(value: str | None) -> Any:
     return int(value) if value.isdigit() else value
 
 
+def _scale(args: argparse.Namespace) -> int:
+    """The window/camera enlargement: 3 for the model's small crop, 1 for a whole photo."""
+    from ..errors import RealtimeSDAError
+
+    if args.scale is not None and args.scale < 1:
+        raise RealtimeSDAError(f"--scale must be a whole number >= 1, got {args.scale}")
+    if args.scale is not None:
+        return int(args.scale)
+    return 1 if photo_options(args)["full_frame"] and args.avatar is not None else 3
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(model, still tensor) from the command line."""
+    """(model, still tensor) from the command line; the still is the bundled avatar's
+    aligned crop unless an --avatar photo is given (then the whole photo, unless --crop)."""
     import torch
 
-    from ..errors import RealtimeSDAError
-    from ..media.face import prepare_still
     from ..checkpoints.loading import load_model
+    from ..media.face import prepare_still
 
-    if args.scale < 1:
-        raise RealtimeSDAError(f"--scale must be a whole number >= 1, got {args.scale}")
     model = load_model(args.model or "default", device=args.device)
     if args.bf16:
         model.set_inference_dtype(torch.bfloat16)
+    if args.avatar is not None and photo_options(args)["full_frame"]:
+        return model, None  # the whole photo: prepared by the worker (InferenceWorker.prepare_photo)
     avatar, aligned = args.avatar, args.aligned
     if avatar is None:
         from ..media.image import default_avatar_path
@@ -104,13 +118,18 @@ async def _stream(args: argparse.Namespace, sinks: list[Any]) -> Any:
     worker = InferenceWorker(model)
     await worker.start()
     try:
+        renderer = None
+        options = photo_options(args)
+        if still is None:
+            renderer, still = await worker.prepare_photo(args.avatar, face=options["face"], size=options["size"])
         session = await worker.open_session(
             still, seed=args.seed, lookahead_ms=args.lookahead_ms, realtime=True, grace_ms=args.grace_ms,
-            catchup_frames=args.max_lag_frames if args.max_lag_frames > 0 else None,
+            catchup_frames=args.max_lag_frames if args.max_lag_frames > 0 else None, renderer=renderer,
         )
         def started() -> None:
+            h, w = session.frame_size
             print(
-                f"streaming: {model.config.img_size[1]}x{model.config.img_size[0]} at {model.config.video_rate} fps, "
+                f"streaming: {w}x{h} at {model.config.video_rate} fps, "
                 f"look-ahead {session.lookahead_ms:g} ms; press q in the window or Ctrl+C to stop",
                 file=sys.stderr,
             )
@@ -134,7 +153,7 @@ def run_preview(args: argparse.Namespace) -> int:
     from ..streaming.sinks import PreviewSink
 
     # the window lives on the main thread (Qt wants it there); the stream runs beside it
-    sink = PreviewSink(scale=args.scale, sound=not args.no_sound, main_thread=True)
+    sink = PreviewSink(scale=_scale(args), sound=not args.no_sound, main_thread=True)
     box: dict[str, Any] = {}
 
     def stream() -> None:
@@ -163,5 +182,5 @@ def run_vcam(args: argparse.Namespace) -> int:
         return _list_devices()
     from ..streaming.sinks import VirtualCameraSink
 
-    _report(asyncio.run(_stream(args, [VirtualCameraSink(args.vcam_device, scale=args.scale)])))
+    _report(asyncio.run(_stream(args, [VirtualCameraSink(args.vcam_device, scale=_scale(args))])))
     return 0

@@ -52,7 +52,7 @@ import math
 import threading
 from collections import deque
 from fractions import Fraction
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 import numpy as np
 import torch
@@ -104,6 +104,7 @@ class AvatarSession:
         buffer_s: float = 10.0,
         catchup_frames: int | None = 2,
         resample_quality: str | None = None,
+        renderer: "Callable[[np.ndarray], np.ndarray] | None" = None,
     ) -> None:
         self.id = next(_ids)
         self.config = config
@@ -133,6 +134,9 @@ class AvatarSession:
         #: how many periods behind schedule the next frame may be before the timeline jumps
         #: (None: never jump; frames then fall behind the wall clock when steps are slow)
         self.catchup_frames = catchup_frames
+        #: turns the model's crop into the frame shown (e.g. a PhotoRenderer: the whole photo);
+        #: run on the inference thread, after the step, for each frame
+        self.renderer = renderer
         self.max_backlog_frames = (
             None if max_backlog_ms is None else max(0, math.ceil(float(max_backlog_ms) * rate / 1000.0 / stride))
         )
@@ -166,6 +170,12 @@ class AvatarSession:
         self.error: BaseException | None = None
 
     # ---- producer side (any thread) ----------------------------------------------------------
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(H, W) of the frames: the renderer's (the whole photo) or the model's crop."""
+        size = getattr(self.renderer, "size", None)
+        return tuple(size) if size is not None else tuple(self.config.img_size)  # type: ignore[return-value]
+
     @property
     def lookahead_ms(self) -> float:
         return 1000.0 * self.lookahead_samples / self.config.audio_rate
@@ -397,6 +407,8 @@ class AvatarSession:
     ) -> None:
         cfg = self.config
         i = index
+        if self.renderer is not None:
+            image = self.renderer(image)
         frame = VideoFrame(
             index=i,
             pts=i * cfg.stride,

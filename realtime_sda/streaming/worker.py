@@ -17,7 +17,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from ..core.model import SDAModel
 from ..core.state import IdentityContext, StreamState
 from .clock import Clock, SystemClock
 from .session import AvatarSession
+
+if TYPE_CHECKING:
+    from ..photo.render import PhotoRenderer
 
 __all__ = ["InferenceWorker", "WorkerNotRunningError", "WorkerBusyError", "MAX_PENDING_JOBS"]
 
@@ -131,6 +134,24 @@ class InferenceWorker:
             return list(self._sessions)
 
     # ---- sessions -----------------------------------------------------------------------------
+    async def prepare_photo(
+        self, image: Any, *, face: int = 0, size: int | None = None
+    ) -> tuple["PhotoRenderer", torch.Tensor]:
+        """(renderer, still) for a session that shows the whole photo ``image`` with face
+        ``face`` (0 = largest) moving, long side ``size`` (default the photo's, at most 1280).
+        Detection runs off the event loop; the model's rest pose on the inference thread."""
+        from ..photo.landmarks import CropLandmarker
+        from ..photo.render import PhotoRenderer, neutral_face
+        from ..photo.rig import prepare_photo
+        from ..media.image import to_model_input
+
+        cfg = self.config
+        rig = await asyncio.to_thread(prepare_photo, image, cfg, face=face, size=size)
+        still = to_model_input(rig.still(cfg))
+        landmarker = CropLandmarker(cfg.mean_face, cfg.img_size)
+        neutral = await self.submit(lambda: neutral_face(self.model, still, landmarker))
+        return PhotoRenderer(rig, landmarker, neutral), still
+
     async def open_session(
         self,
         still: torch.Tensor | IdentityContext,
@@ -142,7 +163,8 @@ class InferenceWorker:
         """A new session for an aligned still ``(1, 3, H, W)`` in [-1, 1] (or its identity).
 
         ``options``: ``grace_ms``, ``max_backlog_ms``, ``buffer_s``, ``catchup_frames``,
-        ``resample_quality`` (see :class:`AvatarSession`).
+        ``resample_quality``, ``renderer`` (see :class:`AvatarSession`; for the whole photo,
+        the renderer and still from :meth:`prepare_photo`).
         """
         if isinstance(still, IdentityContext):
             identity_job: Callable[[], IdentityContext] = lambda: still

@@ -43,7 +43,7 @@ class RecorderSink(Sink):
 
     def open(self, session: "AvatarSession") -> None:
         cfg = session.config
-        h, w = cfg.img_size
+        h, w = session.frame_size
         self._stride = cfg.stride
         self._mux = Mp4Muxer(self.path, cfg.video_rate, (h + h % 2, w + w % 2), audio=self.audio,
                              crf=self.crf, low_latency=True)

@@ -43,7 +43,7 @@ class VirtualCameraSink(Sink):
     def prepare(self, session: "AvatarSession") -> None:
         """Open the camera now, so a missing backend is reported before streaming starts."""
         pyvirtualcam = require("pyvirtualcam", "stream", "The virtual camera")
-        h, w = session.config.img_size
+        h, w = session.frame_size
         try:
             self._cam = pyvirtualcam.Camera(
                 width=w * self.scale, height=h * self.scale, fps=float(session.config.video_rate),

@@ -1,0 +1,192 @@
+"""``PhotoRenderer``: the model's frame -> the user's photo with the face moving as the
+model's face moves.
+
+The model draws a small aligned crop; its motion is read off it as landmarks (dlib's
+predictor on the crop): how far the inner lips part, how wide the mouth is and how open the
+eyes are, each against the model's own face at rest (its frames for silence). Those three
+numbers move the photo's own landmarks (lower lip and jaw down, corners out, upper lids
+down), a thin-plate spline warps the photo's pixels accordingly, and the opened mouth is
+filled with a cavity and teeth in the photo's colours. So identity, texture and sharpness
+come from the photo, and the motion from the model, for any checkpoint. Pixels outside the
+face's region are the photo's, unchanged. Each frame depends only on its crop: streaming and
+offline output are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..training.blinks import eye_aspect_ratio
+from .interior import draw_interior
+from .landmarks import CropLandmarker, mouth_gap, mouth_width
+from .rig import HELD, MOVING, PhotoRig
+from .warp import tps_field
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..core.model import SDAModel
+
+__all__ = ["MouthPose", "NeutralFace", "PhotoRenderer", "neutral_face"]
+
+_JAW = dict(zip(range(4, 13), (0.12, 0.3, 0.5, 0.62, 0.68, 0.62, 0.5, 0.3, 0.12)))
+_LOWER = {57: 0.78, 56: 0.74, 58: 0.74, 55: 0.55, 59: 0.55, 66: 0.78, 65: 0.72, 67: 0.72}
+_UPPER = {51: -0.2, 50: -0.18, 52: -0.18, 49: -0.1, 53: -0.1, 62: -0.22, 61: -0.2, 63: -0.2}
+_CORNERS = {48: 0.3, 54: 0.3, 60: 0.3, 64: 0.3}
+_LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
+_REST_GAP = 0.04  # lips parted at rest at most this much of the eye distance (photos that smile keep a little)
+
+
+@dataclass(frozen=True)
+class MouthPose:
+    """The model's motion in one frame, in units of its eye-corner distance: ``opening``
+    (inner-lip gap beyond rest), ``widening`` (mouth width beyond rest), ``blink`` (0 open,
+    1 closed)."""
+
+    opening: float
+    widening: float
+    blink: float
+
+
+@dataclass(frozen=True)
+class NeutralFace:
+    """The model's face at rest for one still: its landmarks' gap, width, eye openness and
+    eye-corner distance (the reference every frame's motion is measured against)."""
+
+    gap: float
+    width: float
+    eyes: float
+    eye_distance: float
+
+    @classmethod
+    def from_landmarks(cls, marks: np.ndarray) -> "NeutralFace":
+        m = np.asarray(marks, dtype=np.float64)
+        return cls(float(mouth_gap(m)), float(mouth_width(m)), float(eye_aspect_ratio(m[None])[0]),
+                   float(np.linalg.norm(m[45] - m[36])))
+
+
+def neutral_face(model: "SDAModel", still: "torch.Tensor", landmarker: CropLandmarker, frames: int = 12) -> NeutralFace:
+    """The model's frames for silence (seed 0) from ``still`` (1, 3, H, W), measured: the
+    median landmarks give the face at rest."""
+    import torch
+
+    from ..core.noise import NoiseSource
+    from ..media.image import frames_to_uint8
+
+    cfg = model.config
+    windows = torch.zeros(1, frames, cfg.audio_feat_samples, device=model.device)
+    noise = NoiseSource(cfg.aux_latent, 0).next(frames)[None].to(model.device)
+    with torch.no_grad():
+        video = model.generate(still.to(model.device), windows, noise)[0]
+    images = frames_to_uint8(video.permute(0, 2, 3, 1))
+    return NeutralFace.from_landmarks(np.median(np.stack([landmarker(f) for f in images]), axis=0))
+
+
+class PhotoRenderer:
+    """Renders the model's aligned crops as full photos. ``gain`` scales the motion."""
+
+    def __init__(self, rig: PhotoRig, landmarker: CropLandmarker, neutral: NeutralFace, gain: float = 1.0) -> None:
+        self.rig = rig
+        self.landmarker = landmarker
+        self.neutral = neutral
+        self.gain = float(gain)
+        p = rig.landmarks
+        ux = (p[45] - p[36]) / np.linalg.norm(p[45] - p[36])
+        uy = np.array([-ux[1], ux[0]])
+        self._right, self._down = ux, (uy if uy @ (p[8] - p[27]) > 0 else -uy)
+        self._photo_gap = float(mouth_gap(p)) / rig.eye_distance
+        x0, y0, x1, y1 = rig.region
+        self._pixels = np.stack(np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)), -1)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the frames made."""
+        return self.rig.size
+
+    def pose(self, crop: np.ndarray) -> MouthPose:
+        """The model's motion in ``crop`` (H, W, 3) uint8."""
+        m = self.landmarker(crop)
+        n = self.neutral
+        ratio = float(eye_aspect_ratio(m[None])[0]) / max(n.eyes, 1e-6)
+        return MouthPose(
+            opening=(float(mouth_gap(m)) - n.gap) / n.eye_distance,
+            widening=(float(mouth_width(m)) - n.width) / n.eye_distance,
+            blink=float(np.clip((0.7 - ratio) / 0.35, 0.0, 1.0)),
+        )
+
+    def targets(self, pose: MouthPose) -> tuple[np.ndarray, float]:
+        """The photo's landmarks moved by ``pose``, and the inner-lip gap they open (in eye
+        distances). At rest the lips close (up to a small rest gap for smiling photos)."""
+        p, d = self.rig.landmarks, self.rig.eye_distance
+        rest = min(self._photo_gap, _REST_GAP)
+        gap = max(0.0, rest + self.gain * pose.opening)
+        extra = gap - self._photo_gap  # how much further the lips part than in the photo
+        q = p.copy()
+        for table in (_LOWER, _UPPER, _CORNERS, _JAW):
+            for k, a in table.items():
+                q[k] += a * extra * d * self._down
+        for k, sign in ((48, -1.0), (60, -1.0), (54, 1.0), (64, 1.0)):
+            q[k] += sign * 0.5 * self.gain * pose.widening * d * self._right
+        for upper, lower in _LIDS:
+            q[upper] += pose.blink * 0.9 * (p[lower] - p[upper])
+        return q, gap
+
+    def __call__(self, crop: np.ndarray) -> np.ndarray:
+        """One frame: the photo (H, W, 3) uint8 with the face posed as in ``crop``."""
+        return self.render(self.pose(crop))
+
+    def render(self, pose: MouthPose) -> np.ndarray:
+        """The photo posed by ``pose``."""
+        import cv2
+
+        rig = self.rig
+        q, gap = self.targets(pose)
+        out = rig.photo.copy()
+        moving = list(MOVING)
+        if np.abs(q - rig.landmarks).max() < 0.05:
+            return out
+        targets = np.concatenate([rig.landmarks[list(HELD)], rig.anchors, q[moving]])
+        values = np.concatenate([np.zeros((len(HELD) + len(rig.anchors), 2)), rig.landmarks[moving] - q[moving]])
+        rows, cols = rig.grid_shape
+        coarse = tps_field(targets, values, rig.grid).reshape(rows, cols, 2)
+        x0, y0, x1, y1 = rig.region
+        h, w = y1 - y0, x1 - x0
+        step = rig.grid_step
+        field = cv2.resize(coarse, (cols * step, rows * step), interpolation=cv2.INTER_LINEAR)[:h, :w]
+        maps = self._pixels + field
+        region = cv2.remap(rig.photo, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        still = np.abs(field).max(axis=2) < 0.02  # where nothing moves, the photo's own pixels
+        region[still] = rig.photo[y0:y1, x0:x1][still]
+        open_beyond = gap - self._photo_gap
+        if open_beyond > 0.005:
+            region = self._fill_mouth(region, q, open_beyond)
+        out[y0:y1, x0:x1] = region
+        return out
+
+    def _fill_mouth(self, region: np.ndarray, q: np.ndarray, open_beyond: float) -> np.ndarray:
+        """Blend the drawn interior into the opened lips (feathered, fading in as they part)."""
+        import cv2
+
+        rig = self.rig
+        x0, y0 = rig.region[:2]
+        inner = q[60:68] - np.array([x0, y0])
+        lo = np.floor(inner.min(0)).astype(int) - 3
+        hi = np.ceil(inner.max(0)).astype(int) + 4
+        lo = np.maximum(lo, 0)
+        hi = np.minimum(hi, [region.shape[1], region.shape[0]])
+        if np.any(hi - lo < 2):
+            return region
+        box = inner - lo
+        shape = (int(hi[1] - lo[1]), int(hi[0] - lo[0]))
+        mask = np.zeros(shape, np.float32)
+        cv2.fillPoly(mask, [np.round(box * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+        k = 2 * max(1, int(round(rig.eye_distance * 0.015))) + 1
+        alpha = min(1.0, open_beyond / 0.05)
+        mask = cv2.GaussianBlur(mask, (k, k), 0)[..., None] * alpha
+        fill = draw_interior(rig.colours, box, rig.eye_distance, shape)
+        patch = region[lo[1] : hi[1], lo[0] : hi[0]].astype(np.float32)
+        region[lo[1] : hi[1], lo[0] : hi[0]] = np.clip(patch + mask * (fill - patch) + 0.5, 0, 255).astype(np.uint8)
+        return region
