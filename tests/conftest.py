@@ -1,4 +1,6 @@
-"""Shared fixtures: random-weight checkpoints in the exact original layout, reference data."""
+"""Shared fixtures: random-weight checkpoints in the exact original layout, a face photo and
+speech made here (every test runs in a fresh clone); the original example, for the few tests
+that compare with it."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from testsupport.media import face_photo, write_speech_like_wav
 from testsupport.models import grid_config, random_model, tiny_config, write_random_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,8 +28,23 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def face_image() -> Path:
+    """The bundled avatar photo (192x256, a face dlib finds; its aspect is the models')."""
+    return face_photo()
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """3 s of speech-like sound as a 50 kHz mono int16 wav (the original example's format):
+    75 frames at 25 frames/s."""
+    return write_speech_like_wav(tmp_path_factory.mktemp("speech") / "speech.wav", seconds=3.0, rate=50000)
+
+
+@pytest.fixture(scope="session")
 def shared_example() -> Path:
-    """../shared/reference/example (image.bmp, audio.wav, original_output.gif)."""
+    """../shared/reference/example (image.bmp, audio.wav, original_output.gif), beside a
+    checkout only. Only tests that compare with the original library's own example use it;
+    everything else uses ``face_image`` and ``speech_wav``."""
     if not EXAMPLE.is_dir():
         pytest.skip("../shared/reference/example is not present beside this checkout")
     return EXAMPLE

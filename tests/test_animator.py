@@ -24,26 +24,26 @@ def animator(tiny_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def speech(shared_example):
-    """The example clip as int16 at 16 kHz (the tiny model's rate) and the file path."""
-    signal = load_audio(shared_example / "audio.wav", None, 16000)
-    return np.round(signal * 32767).astype(np.int16), shared_example / "audio.wav"
+def speech(speech_wav):
+    """The speech clip as int16 at 16 kHz (the tiny model's rate) and the file path."""
+    signal = load_audio(speech_wav, None, 16000)
+    return np.round(signal * 32767).astype(np.int16), speech_wav
 
 
-def test_end_to_end_on_the_example(animator, shared_example):
-    video, audio = animator(str(shared_example / "image.bmp"), str(shared_example / "audio.wav"), seed=0)
+def test_end_to_end_on_a_photo_and_a_wav(animator, face_image, speech_wav):
+    video, audio = animator(str(face_image), str(speech_wav), seed=0)
     assert video.dtype == np.uint8 and video.shape == (75, 3, 64, 48)
     assert audio.dtype == np.int16 and audio.shape == (48000, 1)  # 3 s at the model's 16 kHz
     assert animator.model.device == torch.device("cpu") and not animator.model.training
     assert video.std() > 1.0  # a random model still draws something that varies
 
 
-def test_frames_equal_the_model_output(animator, shared_example):
+def test_frames_equal_the_model_output(animator, face_image, speech_wav):
     """The chunked uint8 path gives exactly the model's frames, mapped round(127.5 (x + 1))."""
     cfg = animator.config
-    video, _ = animator(shared_example / "image.bmp", shared_example / "audio.wav", seed=11)
-    still = prepare_still(shared_example / "image.bmp", cfg)
-    windows = audio_windows(load_audio(shared_example / "audio.wav", None, cfg.audio_rate), cfg)[None]
+    video, _ = animator(face_image, speech_wav, seed=11)
+    still = prepare_still(face_image, cfg)
+    windows = audio_windows(load_audio(speech_wav, None, cfg.audio_rate), cfg)[None]
     noise = NoiseSource(cfg.aux_latent, 11).next(windows.shape[1])[None]
     frames = animator.model.generate(still, windows, noise, chunk_frames=75)[0]
     expected = np.clip(np.round(127.5 * (frames.numpy() + 1)), 0, 255).astype(np.uint8)
@@ -53,29 +53,38 @@ def test_frames_equal_the_model_output(animator, shared_example):
     assert frames_to_uint8(torch.tensor([-1.0, 0.0, 1.0, 1.5])).tolist() == [0, 128, 255, 255]
 
 
-def test_seeds(animator, shared_example, speech):
+def test_seeds(animator, face_image, speech):
     pcm, _ = speech
-    img = shared_example / "image.bmp"
+    img = face_image
     a, _ = animator(img, pcm, fs=16000, aligned=True, seed=3)
     b, _ = animator(img, pcm, fs=16000, aligned=True, seed=3)
-    c, _ = animator(img, pcm, fs=16000, aligned=True, seed=4)
     assert np.array_equal(a, b)
-    assert not np.array_equal(a, c)
+    # Another seed gives other frames. The tiny random model's noise path is weak (frames
+    # move by about 1e-6), so after rounding to uint8 the two videos may agree: compare the
+    # model's float frames (test_frames_equal_the_model_output shows the video is these).
+    cfg = animator.config
+    still = prepare_still(img, cfg, aligned=True)
+    windows = audio_windows(pcm / 32767.0, cfg)[None]
+    f3, f4 = (
+        animator.model.generate(still, windows, NoiseSource(cfg.aux_latent, s).next(windows.shape[1])[None])
+        for s in (3, 4)
+    )
+    assert not torch.equal(f3, f4)
     # Chunking does not change the result (the GRU states and the noise carry over).
     other = VideoAnimator(str(animator.model.source), chunk_frames=75)
     d, _ = other(img, pcm, fs=16000, aligned=True, seed=3)
     assert np.abs(a.astype(int) - d.astype(int)).max() <= 1
 
 
-def test_image_input_types_agree(animator, shared_example, speech):
+def test_image_input_types_agree(animator, face_image, speech):
     pcm, _ = speech
     pcm = pcm[:16000]
-    rgb = np.asarray(Image.open(shared_example / "image.bmp").convert("RGB"))
+    rgb = np.asarray(Image.open(face_image).convert("RGB"))
     pil = Image.fromarray(rgb)
     rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
     inputs = [
-        str(shared_example / "image.bmp"),
-        shared_example / "image.bmp",
+        str(face_image),
+        face_image,
         pil,
         rgb,
         rgba,
@@ -97,9 +106,9 @@ def test_image_input_types_agree(animator, shared_example, speech):
     assert out.shape == ref.shape
 
 
-def test_audio_input_types_agree(animator, shared_example, speech):
+def test_audio_input_types_agree(animator, face_image, speech):
     pcm, path = speech
-    img = shared_example / "image.bmp"
+    img = face_image
     from_file, audio = animator(img, path, aligned=True, seed=2)
     from_int16, _ = animator(img, pcm, fs=16000, aligned=True, seed=2)
     from_float, _ = animator(img, pcm / 32767.0, fs=16000, aligned=True, seed=2)
@@ -109,9 +118,9 @@ def test_audio_input_types_agree(animator, shared_example, speech):
     assert np.abs(audio[:, 0].astype(int) - pcm.astype(int)).max() <= 2
 
 
-def test_bad_inputs(animator, shared_example, speech, tmp_path):
+def test_bad_inputs(animator, face_image, speech, tmp_path):
     pcm, _ = speech
-    img = shared_example / "image.bmp"
+    img = face_image
     with pytest.raises(AudioDecodeError, match="fs="):
         animator(img, pcm)
     with pytest.raises(AudioDecodeError, match="too short"):
@@ -134,8 +143,8 @@ def test_bad_inputs(animator, shared_example, speech, tmp_path):
         VideoAnimator(str(tmp_path / "missing.pt"))
 
 
-def test_save_video(animator, shared_example, tmp_path):
-    video, audio = animator(shared_example / "image.bmp", shared_example / "audio.wav", seed=0)
+def test_save_video(animator, face_image, speech_wav, tmp_path):
+    video, audio = animator(face_image, speech_wav, seed=0)
     path = animator.save_video(video, audio, tmp_path / "talk.mp4", scale=2)
     with av.open(str(path)) as c:
         assert c.streams.video[0].codec_context.name == "h264"

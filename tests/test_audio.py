@@ -177,9 +177,9 @@ def test_too_short_audio():
     assert audio_windows(np.zeros(cfg.stride, np.float32), cfg).shape == (1, cfg.audio_feat_samples)
 
 
-def test_example_gives_75_frames(shared_example):
+def test_a_3_s_clip_gives_75_frames(speech_wav):
     cfg = grid_config()
-    signal = load_audio(shared_example / "audio.wav", None, cfg.audio_rate)
+    signal = load_audio(speech_wav, None, cfg.audio_rate)
     assert len(signal) == 150000
     windows = audio_windows(signal, cfg)
     assert windows.shape == (75, 10000)

@@ -15,6 +15,7 @@ import torch
 from realtime_sda import load_model
 from realtime_sda.checkpoints.format import read_checkpoint, write_checkpoint
 from realtime_sda.core.config import ORIGINAL_KEYS
+from realtime_sda.core.model import SDAModel
 from realtime_sda.errors import (
     CheckpointFormatError,
     LFSPointerError,
@@ -31,16 +32,15 @@ LFS_POINTER = (
 )
 
 
-def _published_layout(shared: Path) -> dict[str, dict[str, tuple[tuple[int, ...], str]]]:
-    """../shared/reference/grid_state_dict.tsv -> {part: {key: (shape, dtype)}}."""
-    out: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {}
-    for line in (shared / "grid_state_dict.tsv").read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        part, key, shape, dtype = line.split("\t")
-        dims = tuple(int(x) for x in shape.strip("()").split(",") if x.strip())
-        out.setdefault(part, {})[key] = (dims, dtype)
-    return out
+def _grid_layout() -> dict[str, dict[str, tuple[tuple[int, ...], str]]]:
+    """The GRID checkpoint's tensor list as the model code builds it: {part: {key: (shape,
+    dtype)}}, in order. (That this is the published list is test_engine's
+    ``test_grid_layout_matches_the_published_tsv``, where ../shared is present.)"""
+    model = SDAModel(grid_config())
+    return {
+        part: {k: (tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in sd.items()}
+        for part, sd in model.state_dicts().items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +49,12 @@ def grid_checkpoint_zip(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("fmt", ["legacy", "zip"])
-def test_grid_size_files_match_the_published_layout(fmt, request, shared_example):
+def test_grid_size_files_have_the_grid_layout(fmt, request):
     path = request.getfixturevalue("grid_checkpoint_legacy" if fmt == "legacy" else "grid_checkpoint_zip")
     with open(path, "rb") as fh:
         is_zip = fh.read(4) == b"PK\x03\x04"
     assert is_zip == (fmt == "zip")
-    expected = _published_layout(shared_example.parent)
+    expected = _grid_layout()
     ckpt = read_checkpoint(path)
     assert set(ORIGINAL_KEYS) <= set(ckpt)
     assert isinstance(ckpt["mean_face"], np.ndarray) and ckpt["mean_face"].dtype == np.float64

@@ -37,12 +37,12 @@ def isolated(tmp_path):
     return {"REALTIME_SDA_MODELS": str(models), "XDG_CACHE_HOME": str(tmp_path / "cache")}, models
 
 
-def test_animate_writes_an_mp4(tmp_path, tiny_checkpoint, shared_example, isolated):
+def test_animate_writes_an_mp4(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
     env, _ = isolated
     out = tmp_path / "talk.mp4"
     res = _run(
-        ["animate", str(shared_example / "image.bmp"), str(shared_example / "audio.wav"), "-o", str(out),
-         "--model", str(tiny_checkpoint), "--device", "cpu", "--seed", "1", "--scale", "2"],
+        ["animate", str(face_image), str(speech_wav), "-o", str(out),
+         "--model", str(tiny_checkpoint), "--device", "cpu", "--seed", "1", "--scale", "2", "--crop"],
         env, tmp_path,
     )
     assert res.returncode == 0, res.stderr
@@ -55,20 +55,20 @@ def test_animate_writes_an_mp4(tmp_path, tiny_checkpoint, shared_example, isolat
         assert sum(1 for _ in c.decode(video=0)) == 75
 
 
-def test_animate_finds_the_default_model_by_name(tmp_path, tiny_checkpoint, shared_example, isolated):
+def test_animate_finds_the_default_model_by_name(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
     env, models = isolated
     shutil.copy(tiny_checkpoint, models / "default.pt")
     out = tmp_path / "a.mp4"
-    res = _run(["animate", str(shared_example / "image.bmp"), str(shared_example / "audio.wav"),
+    res = _run(["animate", str(face_image), str(speech_wav),
                 "-o", str(out), "--aligned", "--quiet"], env, tmp_path)
     assert res.returncode == 0, res.stderr
     assert out.is_file() and "animating" not in res.stderr
 
 
 @pytest.mark.parametrize("case", ["no-model", "lfs", "no-face", "bad-audio"])
-def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, shared_example, isolated, case):
+def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, case):
     env, models = isolated
-    image, audio = str(shared_example / "image.bmp"), str(shared_example / "audio.wav")
+    image, audio = str(face_image), str(speech_wav)
     args = ["--model", str(tiny_checkpoint)]
     if case == "no-model":
         args, expected = ["--model", "timit"], "was not found. Looked in"

@@ -43,10 +43,10 @@ def test_models_load_from_the_installed_package_once():
     assert face._dlib_models() is face._dlib_models()
 
 
-@pytest.mark.parametrize("source", ["example", "astronaut"])
+@pytest.mark.parametrize("source", ["avatar", "astronaut"])
 def test_alignment_puts_the_five_points_on_the_mean_face(source, request):
-    if source == "example":
-        path = request.getfixturevalue("shared_example") / "image.bmp"
+    if source == "avatar":
+        path = request.getfixturevalue("face_image")
     else:
         path = skimage_image("astronaut.png")
     cfg = grid_config()
@@ -60,8 +60,8 @@ def test_alignment_puts_the_five_points_on_the_mean_face(source, request):
     assert err.max() < 4.0, err
 
 
-def test_small_images_are_searched_at_higher_resolution(shared_example):
-    small = Image.open(shared_example / "image.bmp").convert("RGB").resize((48, 64))
+def test_small_images_are_searched_at_higher_resolution(face_image):
+    small = Image.open(face_image).convert("RGB").resize((48, 64))
     boxes = detect_faces(small)
     assert boxes, "a 48x64 face should be found after upsampling"
     lm = detect_landmarks(np.asarray(small))
@@ -126,10 +126,10 @@ def test_warp_affine_uses_pixel_centres():
     np.testing.assert_array_equal(up[::2, ::2][:10], rgb[:20:1][:10, :15])
 
 
-def test_aligned_true_only_resizes(shared_example):
+def test_aligned_true_only_resizes(face_image):
     cfg = tiny_config()
-    still = prepare_still(shared_example / "image.bmp", cfg, aligned=True)
-    expected = np.asarray(Image.open(shared_example / "image.bmp").convert("RGB").resize((48, 64), Image.BILINEAR))
+    still = prepare_still(face_image, cfg, aligned=True)
+    expected = np.asarray(Image.open(face_image).convert("RGB").resize((48, 64), Image.BILINEAR))
     assert still.shape == (1, 3, 64, 48) and still.dtype == torch.float32
     np.testing.assert_allclose(still[0].permute(1, 2, 0).numpy(), (expected / 255.0 - 0.5) / 0.5, atol=1e-6)
     assert float(still.min()) >= -1.0 and float(still.max()) <= 1.0

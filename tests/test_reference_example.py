@@ -1,5 +1,10 @@
-"""The shared example through a GRID-size checkpoint in the published (legacy) format gives
-a video of the same shape as the original library's output for it."""
+"""The original library's own example through a GRID-size checkpoint in the published
+(legacy) format gives a video of the same shape as the original's output for it.
+
+Kept on the original's data on purpose: its example (../shared/reference/example, not in this
+repository, so the test skips in a fresh clone) is the only input for which the original's
+output exists to compare with. Every other offline test runs on the bundled photo and audio
+made by the test."""
 
 from __future__ import annotations
 

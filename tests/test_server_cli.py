@@ -58,12 +58,12 @@ def test_serve_bad_arguments_give_clean_errors(tmp_path, capsys):
     assert "--playout-margin-ms must be between 5 and 1000" in capsys.readouterr().err
 
 
-def test_real_face_photo_is_aligned_and_used(shared_example, tiny_model):
+def test_real_face_photo_is_aligned_and_used(face_image, tiny_model):
     from websockets.asyncio.client import connect
 
     from realtime_sda.server import AvatarServer, ServerConfig
 
-    photo = (shared_example / "image.bmp").read_bytes()  # read from ../shared, never copied
+    photo = face_image.read_bytes()  # the bundled photo, sent as an upload
 
     async def main():
         async with AvatarServer(tiny_model, ServerConfig(port=0), None) as srv:

@@ -198,14 +198,14 @@ def test_slow_sink_skips_frames_without_slowing_others(tiny_model, tmp_path) -> 
 
 
 @pytest.mark.slow
-def test_grid_size_live_session_on_the_reference_example_equals_offline(grid_model, shared_example) -> None:
-    """The reference clip (3 s at 50 kHz, aligned GRID face) through a live session of a
-    GRID-size model: exactly the offline frames."""
+def test_grid_size_live_session_equals_offline(grid_model, face_image, speech_wav) -> None:
+    """A 3 s clip at 50 kHz and a face photo (resized as if aligned) through a live session of
+    a GRID-size model: exactly the offline frames."""
     from realtime_sda.media.face import prepare_still
 
     cfg = grid_model.config
-    wav = shared_example / "audio.wav"
-    still = prepare_still(shared_example / "image.bmp", cfg, aligned=True)
+    wav = speech_wav
+    still = prepare_still(face_image, cfg, aligned=True)
     ref = _offline_uint8(grid_model, still, wav, seed=21)
     memory = MemorySink()
 

@@ -1,3 +1,4 @@
 """Test and benchmark tooling, not installed with the library: random-weight models and
-checkpoints (:mod:`.models`), the per-frame :mod:`.stepper`, a loopback aiortc viewer
+checkpoints (:mod:`.models`), speech-like audio and the bundled face photo
+(:mod:`.media`), the per-frame :mod:`.stepper`, a loopback aiortc viewer
 (:mod:`.loopback_client`) and headless Chromium (:mod:`.chromium`)."""
