@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import resample, to_float_mono
+from .audio import audio_rate_of, resample, to_float_mono
 from ..errors import RealtimeSDAError
 
 __all__ = ["AAC_RATE", "Mp4Muxer", "VideoWriter", "save_video", "even_size"]
@@ -57,7 +57,7 @@ class Mp4Muxer:
     blocks are laid end to end. The one place that knows PyAV's encoding calls."""
 
     def __init__(self, path: str | os.PathLike[str], video_rate: float, size: tuple[int, int], audio: bool,
-                 crf: int = 18, low_latency: bool = False) -> None:
+                 crf: int = 18) -> None:
         import av
 
         self.path = Path(path)
@@ -74,10 +74,7 @@ class Mp4Muxer:
             self._video = self._container.add_stream("libx264", rate=self.rate)
             self._video.height, self._video.width = self.size
             self._video.pix_fmt = "yuv420p"
-            options = {"crf": str(crf), "preset": "veryfast"}
-            if low_latency:
-                options["tune"] = "zerolatency"
-            self._video.options = options
+            self._video.options = {"crf": str(crf), "preset": "veryfast"}
             self._audio = self._container.add_stream("aac", rate=AAC_RATE, layout="mono") if audio else None
         except Exception:
             self._container.close()
@@ -214,17 +211,33 @@ def save_video(
     scale: float | None = None,
     *,
     video_rate: float = 25.0,
-    audio_rate: int = 50000,
+    audio_rate: int | None = None,
 ) -> Path:
     """Write ``video`` (T, 3, H, W) uint8 and ``audio`` (n, 1) int16 to an MP4 file.
 
-    The rates default to the published models' (25 fps, 50 kHz); ``VideoAnimator.save_video``
-    passes its model's. ``audio`` may be ``None`` for a silent video; ``scale`` enlarges the
-    frames (bicubic). Returns the path written.
+    ``audio_rate`` is the audio's sample rate in Hz. It may be left out for the audio
+    ``VideoAnimator`` returns, which carries its rate (:class:`~realtime_sda.media.audio.RatedAudio`);
+    for any other array it is required (an error says so; the rate is never guessed).
+    ``video_rate`` defaults to the published models' 25 fps (``VideoAnimator.save_video``
+    passes its model's rates). ``audio`` may be ``None`` for a silent video; ``scale``
+    enlarges the frames (bicubic). Returns the path written.
     """
     frames = _as_hwc_uint8(video)
     if len(frames) == 0:
         raise RealtimeSDAError("the video has no frames to write")
+    if audio is not None:
+        carried = audio_rate_of(audio)
+        if audio_rate is None:
+            if carried is None:
+                raise RealtimeSDAError(
+                    "save_video needs the audio's sample rate: pass audio_rate=... (e.g. "
+                    "audio_rate=animator.audio_rate), or use VideoAnimator.save_video"
+                )
+            audio_rate = carried
+        elif carried is not None and int(audio_rate) != carried:
+            raise RealtimeSDAError(
+                f"audio_rate={audio_rate} disagrees with the {carried} Hz the audio carries; leave audio_rate out"
+            )
     with VideoWriter(path, video_rate, frames.shape[1:3], audio, audio_rate, scale) as writer:
         writer.write(frames)
     return writer.path
