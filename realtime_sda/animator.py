@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import torch
 
-from .media.audio import load_audio, to_int16, window_segments
+from .media.audio import RatedAudio, audio_rate_of, load_audio, to_int16, window_segments
 from .media.face import prepare_still
 from .media.image import frames_to_uint8
 from .checkpoints.loading import load_model, resolve_device
+from .checkpoints.registry import default_model_name
 from .core.noise import NoiseSource
 from .errors import RealtimeSDAError
 from .media.video import save_video
@@ -40,7 +41,8 @@ __all__ = ["VideoAnimator", "Animation", "get_audio_feature_extractor"]
 class Animation:
     """A prepared animation: iterate it for uint8 frame chunks (t, 3, H, W), in order.
 
-    ``audio`` is the model-rate signal as int16 (n, 1), as the original returned it;
+    ``audio`` is the model-rate signal as int16 (n, 1), as the original returned it (a
+    :class:`~realtime_sda.media.audio.RatedAudio`: ``audio.rate`` is the model's rate);
     ``size`` the frames' (H, W): the model's crop, or the photo's with ``full_frame``.
     """
 
@@ -67,14 +69,16 @@ class VideoAnimator:
     """Speech-driven animation of one still face, offline.
 
     ``model_path``: a model name (``grid``, ``timit``, ``crema``, ``default``) or a checkpoint
-    path. ``gpu``: CUDA device index, -1 for CPU (the original's meaning), ``None`` for CUDA
+    path; when left out, ``"grid"`` if ``grid.dat`` is installed (the original library's
+    default), else ``"default"`` (the model this project ships), as for
+    :func:`get_audio_feature_extractor`. ``gpu``: CUDA device index, -1 for CPU (the original's meaning), ``None`` for CUDA
     when present; ``device`` (e.g. ``"cuda:1"``) wins when given. ``chunk_frames``: frames
     generated per step.
     """
 
     def __init__(
         self,
-        model_path: str | os.PathLike[str] = "grid",
+        model_path: str | os.PathLike[str] | None = None,
         gpu: int | None = -1,
         device: str | torch.device | None = None,
         chunk_frames: int = 16,
@@ -82,7 +86,7 @@ class VideoAnimator:
         if int(chunk_frames) < 1:
             raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
         self.device = resolve_device(device, gpu)
-        self.model = load_model(model_path, device=self.device)
+        self.model = load_model(default_model_name() if model_path is None else model_path, device=self.device)
         cfg = self.model.config
         self.config = cfg
         self.img_size = cfg.img_size
@@ -126,7 +130,7 @@ class VideoAnimator:
             still = prepare_still(img, cfg, aligned=aligned)
             out_size = tuple(cfg.img_size)
         total = sum(len(seg) for seg in segments)
-        job = Animation(total, to_int16(signal), self._generate(still, segments, seed), out_size, renderer)
+        job = Animation(total, RatedAudio(to_int16(signal), cfg.audio_rate), self._generate(still, segments, seed), out_size, renderer)
         del signal
         _release_freed_heap()
         return job
@@ -185,8 +189,10 @@ class VideoAnimator:
     def save_video(
         self, video: Any, audio: Any, path: str | os.PathLike[str], scale: float | None = None
     ) -> Path:
-        """Write an MP4 (H.264 + AAC) at this model's frame and audio rates."""
-        return save_video(video, audio, path, scale, video_rate=self.video_rate, audio_rate=self.audio_rate)
+        """Write an MP4 (H.264 + AAC) at this model's frame rate; the audio at the rate it
+        carries (see :class:`Animation`), else this model's."""
+        rate = audio_rate_of(audio) or self.audio_rate
+        return save_video(video, audio, path, scale, video_rate=self.video_rate, audio_rate=rate)
 
 
 def _release_freed_heap() -> None:
@@ -208,16 +214,19 @@ def _progress(total: int) -> Any:
 
 
 def get_audio_feature_extractor(
-    model_path: str | os.PathLike[str] = "grid", gpu: int = -1, device: str | torch.device | None = None
+    model_path: str | os.PathLike[str] | None = None, gpu: int = -1, device: str | torch.device | None = None
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """The model's audio encoder (eval mode) and its windowing parameters.
+
+    ``model_path`` left out: the same default as :class:`VideoAnimator` (``"grid"`` if
+    installed, else ``"default"``).
 
     Returns ``(encoder, info)``; ``encoder(windows (B, T, feat))`` gives per-frame content codes
     and the GRU state. ``info``: ``"rate"`` (Hz), ``"feature length"`` (seconds) and
     ``"overlap"`` (seconds, feature length - 1 / video rate), the arguments of
     :func:`~realtime_sda.media.audio.cut_audio_sequence`.
     """
-    model = load_model(model_path, device=resolve_device(device, gpu))
+    model = load_model(default_model_name() if model_path is None else model_path, device=resolve_device(device, gpu))
     cfg = model.config
     info = {
         "rate": cfg.audio_rate,

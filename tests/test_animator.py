@@ -11,7 +11,7 @@ from PIL import Image
 
 from realtime_sda import VideoAnimator, get_audio_feature_extractor
 from realtime_sda.media.audio import audio_windows, load_audio
-from realtime_sda.errors import AudioDecodeError, FaceNotFoundError, ImageDecodeError, ModelNotFoundError
+from realtime_sda.errors import AudioDecodeError, FaceNotFoundError, ImageDecodeError, ModelNotFoundError, RealtimeSDAError
 from realtime_sda.media.face import prepare_still
 from realtime_sda.media.image import frames_to_uint8, load_rgb, original_scale
 from realtime_sda.core.nn import ContentEncoder
@@ -153,6 +153,21 @@ def test_save_video(animator, face_image, speech_wav, tmp_path):
         assert sum(1 for _ in c.decode(video=0)) == 75
 
 
+def test_exported_save_video_takes_the_rate_from_the_animator_result(animator, face_image, speech_wav, tmp_path):
+    """The tiny model runs at 16 kHz: the exported save_video must not assume 50 kHz."""
+    from realtime_sda import save_video
+
+    video, audio = animator(face_image, speech_wav, seed=0)
+    assert audio.rate == 16000 and audio.dtype == np.int16 and audio.shape[1] == 1
+    path = save_video(video, audio, tmp_path / "talk.mp4")
+    with av.open(str(path)) as c:
+        seconds = c.streams.audio[0].duration * c.streams.audio[0].time_base
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == 75 and abs(float(seconds) - 3.0) < 0.1
+    with pytest.raises(RealtimeSDAError, match="audio_rate="):
+        save_video(video, np.asarray(audio), tmp_path / "bare.mp4")
+
+
 def test_audio_feature_extractor(tiny_checkpoint, speech):
     encoder, info = get_audio_feature_extractor(str(tiny_checkpoint), gpu=-1)
     assert isinstance(encoder, ContentEncoder) and not encoder.training
@@ -168,3 +183,32 @@ def test_audio_feature_extractor(tiny_checkpoint, speech):
     with torch.no_grad():
         codes, hidden = encoder(windows[:, :, 0][None])
     assert codes.shape == (1, 75, 24) and hidden.shape == (2, 1, 24)
+
+
+@pytest.mark.filterwarnings("ignore:.*named like the published")
+def test_no_model_named_means_grid_if_installed_else_default(monkeypatch, tmp_path, tiny_checkpoint):
+    """VideoAnimator() and get_audio_feature_extractor() share one default: grid when
+    grid.dat is installed (the original library's), else the shipped default model."""
+    import shutil
+
+    from realtime_sda.checkpoints.registry import default_model_name, resolve_model
+
+    monkeypatch.setenv("REALTIME_SDA_MODELS", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        resolve_model("grid")
+        pytest.skip("grid is installed on this machine")
+    except ModelNotFoundError:
+        pass
+    assert default_model_name() == "default"
+    encoder, info = get_audio_feature_extractor()
+    assert info["rate"] == VideoAnimator().audio_rate == resolve_default_rate()
+    shutil.copy(tiny_checkpoint, tmp_path / "grid.pt")
+    assert default_model_name() == "grid"
+    assert get_audio_feature_extractor()[1]["rate"] == VideoAnimator().audio_rate == 16000
+
+
+def resolve_default_rate() -> int:
+    from realtime_sda import load_model
+
+    return load_model("default").config.audio_rate

@@ -92,6 +92,35 @@ def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, face_image, speech_
     assert not (tmp_path / "x.mp4").exists() or case == "bad-audio"
 
 
+@pytest.mark.parametrize("case", ["cuda-without-gpu", "gpu", "empty-wav"])
+def test_device_and_empty_audio_errors_are_one_line(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, case):
+    """--device cuda where no GPU is seen, an unknown device name, a 0-byte wav: one line on
+    stderr naming the fix, no traceback."""
+    import torch
+
+    env, _ = isolated
+    audio, args = str(speech_wav), ["--model", str(tiny_checkpoint)]
+    if case == "cuda-without-gpu":
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA GPU is present here")
+        args, expected = args + ["--device", "cuda"], "use --device cpu"
+    elif case == "gpu":
+        args, expected = args + ["--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:N"
+    else:
+        audio = str(tmp_path / "empty.wav")
+        Path(audio).write_bytes(b"")
+        expected = "is empty (0 bytes)"
+    res = _run(["animate", str(face_image), audio, "-o", str(tmp_path / "x.mp4")] + args, env, tmp_path)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr and "Errno" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("realtime-sda: error:") and expected in res.stderr
+    if case == "gpu":  # demo takes the same --device
+        res = _run(["demo", "-o", str(tmp_path / "d.mp4"), "--device", "gpu"], env, tmp_path)
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert expected in res.stderr
+
+
 def test_models_lists_what_is_found_and_missing(tmp_path, tiny_checkpoint, isolated):
     env, models = isolated
     shutil.copy(tiny_checkpoint, models / "default.pt")

@@ -53,7 +53,7 @@ def test_mp4_round_trip(tmp_path, seconds):
     frames_expected = n // (rate // fps)
     video = _colour_video(frames_expected, 128, 96)
     audio = to_int16(_speech_like(n, rate))
-    path = save_video(video, audio, tmp_path / "out.mp4")
+    path = save_video(video, audio, tmp_path / "out.mp4", audio_rate=rate)
     info = _probe(path)
     assert info["vcodec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["size"] == (128, 96)
     assert info["acodec"] == "aac" and info["arate"] == AAC_RATE
@@ -121,3 +121,21 @@ def test_bad_inputs(tmp_path):
         with pytest.raises(RealtimeSDAError, match="opened for"):
             w.write(np.zeros((1, 3, 16, 16), np.uint8))
         w.write(np.zeros((1, 3, 8, 8), np.uint8))
+
+
+def test_save_video_never_guesses_the_audio_rate(tmp_path):
+    """A bare array needs ``audio_rate=``; audio that carries its rate (what VideoAnimator
+    returns) needs none, and a contradicting rate is an error, not a guess."""
+    from realtime_sda.media.audio import RatedAudio
+
+    rate = 16000
+    video = _colour_video(50, 64, 48)  # 2 s
+    pcm = to_int16(_speech_like(2 * rate, rate))
+    with pytest.raises(RealtimeSDAError, match="audio_rate="):
+        save_video(video, pcm, tmp_path / "bare.mp4")
+    rated = RatedAudio(pcm, rate)
+    assert rated[:100].rate == rate and rated.dtype == np.int16 and rated.shape == pcm.shape
+    info = _probe(save_video(video, rated, tmp_path / "rated.mp4"))
+    assert abs(len(info["audio"]) / AAC_RATE - 2.0) <= 1 / 25
+    with pytest.raises(RealtimeSDAError, match="disagrees"):
+        save_video(video, rated, tmp_path / "bad.mp4", audio_rate=50000)

@@ -9,7 +9,7 @@ import torch
 
 from .format import STATE_DICT_KEYS, read_checkpoint
 from ..core.config import ORIGINAL_KEYS, SDAConfig
-from ..errors import CheckpointFormatError, StateDictMismatchError
+from ..errors import CheckpointFormatError, DeviceError, StateDictMismatchError
 from ..core.model import SDAModel
 from .registry import KNOWN_MODELS, check_known_hash, resolve_model
 
@@ -17,16 +17,27 @@ __all__ = ["load_model", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None = None, gpu: int | None = None) -> torch.device:
-    """``device`` wins; else ``gpu >= 0`` means that CUDA device; else CUDA if present, else CPU."""
+    """``device`` wins; else ``gpu >= 0`` means that CUDA device; else CUDA if present, else CPU.
+
+    Raises :class:`~realtime_sda.errors.DeviceError` (one line, naming the fix) for a device
+    string torch does not know (e.g. ``gpu``) or CUDA asked for where none is seen."""
     if device is not None:
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise DeviceError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from None
     elif gpu is not None:
         dev = torch.device(f"cuda:{gpu}") if gpu >= 0 else torch.device("cpu")
     else:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceError(
             f"device {dev} was asked for, but this PyTorch build sees no CUDA GPU; use --device cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"device {dev} was asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are seen; "
+            "use cuda:0 or --device cpu"
         )
     return dev
 

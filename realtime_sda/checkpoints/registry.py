@@ -18,6 +18,7 @@ __all__ = [
     "search_dirs",
     "candidates",
     "resolve_model",
+    "default_model_name",
     "check_known_hash",
     "sha256_file",
     "repo_models_dir",
@@ -117,6 +118,17 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
         f"existing file or one of the names {', '.join(MODEL_NAMES)}; 'realtime-sda models' "
         "lists what is installed and where it looks."
     )
+
+
+def default_model_name() -> str:
+    """The model used when none is named in Python (``VideoAnimator()``,
+    ``get_audio_feature_extractor()``): ``"grid"`` when ``grid.dat`` is installed, as in the
+    original library, else ``"default"``, the model this project ships."""
+    try:
+        resolve_model("grid")
+        return "grid"
+    except ModelNotFoundError:
+        return "default"
 
 
 def sha256_file(path: Path) -> str:

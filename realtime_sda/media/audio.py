@@ -39,6 +39,8 @@ __all__ = [
     "SEGMENT_BYTES",
     "cut_audio_sequence",
     "to_int16",
+    "RatedAudio",
+    "audio_rate_of",
 ]
 
 #: A file path, or an array of samples (n,) or (n, channels).
@@ -53,6 +55,8 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(f"audio file '{path}' does not exist.")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"audio file '{path}' is empty (0 bytes); give a file with sound in it.")
     chunks: list[np.ndarray] = []
     rate = 0
     try:
@@ -74,12 +78,17 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raise
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise AudioDecodeError(
-            f"could not decode audio from '{path}' ({type(exc).__name__}: {exc}). Give a "
+            f"could not decode audio from '{path}' ({type(exc).__name__}: {_reason(exc)}). Give a "
             "wav, flac, mp3, ogg or m4a file, or pass the samples as an array with fs=..."
         ) from None
     if not chunks or rate <= 0:
         raise AudioDecodeError(f"'{path}' holds no audio samples; give a file with sound in it.")
     return np.concatenate(chunks, axis=0).astype(np.float32, copy=False), int(rate)
+
+
+def _reason(exc: Exception) -> str:
+    """FFmpeg's own words for a decoding error, without PyAV's errno and path decoration."""
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 def to_float_mono(samples: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -243,6 +252,31 @@ def cut_audio_sequence(
     if padded.numel() < feat:
         return padded.new_zeros((0, feat, 1))
     return padded.unfold(0, feat, stride).unsqueeze(-1)
+
+
+class RatedAudio(np.ndarray):
+    """A numpy array of samples that knows its sample rate (``.rate``, Hz): what
+    ``VideoAnimator`` returns as its audio, so that ``save_video`` needs no rate argument.
+    Otherwise a plain array (views and slices keep the rate; arithmetic results too)."""
+
+    rate: int | None
+
+    def __new__(cls, samples: Any, rate: int) -> "RatedAudio":
+        obj = np.asarray(samples).view(cls)
+        obj.rate = int(rate)
+        return obj
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.rate = getattr(obj, "rate", None)
+
+    def __reduce__(self) -> Any:  # pickles as a plain array (the rate is metadata)
+        return np.asarray(self).__reduce__()
+
+
+def audio_rate_of(audio: Any) -> int | None:
+    """The sample rate an audio array carries (:class:`RatedAudio`), else ``None``."""
+    rate = getattr(audio, "rate", None)
+    return int(rate) if isinstance(rate, (int, np.integer)) and rate > 0 else None
 
 
 def to_int16(signal: np.ndarray) -> np.ndarray:
