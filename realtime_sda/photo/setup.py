@@ -1,5 +1,6 @@
-"""One call from a photo to a ready renderer and the model's still (what offline and live
-paths both use, so they make the same frames)."""
+"""From a photo to a ready renderer and the model's still, in two steps so a live worker can
+run each where it belongs (detection off the event loop, the model on its inference thread);
+offline and live paths both go through them, so they make the same frames."""
 
 from __future__ import annotations
 
@@ -8,14 +9,29 @@ from typing import TYPE_CHECKING
 from ..media.image import ImageInput, to_model_input
 from .landmarks import CropLandmarker
 from .render import PhotoRenderer, neutral_face
-from .rig import DEFAULT_MAX_SIDE, prepare_photo
+from .rig import DEFAULT_MAX_SIDE, PhotoRig, prepare_photo
 
 if TYPE_CHECKING:
     import torch
 
+    from ..core.config import SDAConfig
     from ..core.model import SDAModel
 
-__all__ = ["photo_renderer"]
+__all__ = ["photo_renderer", "rig_and_still", "renderer_for"]
+
+
+def rig_and_still(
+    image: ImageInput, config: "SDAConfig", *, face: int = 0, size: int | None = None, max_side: int = DEFAULT_MAX_SIDE
+) -> tuple[PhotoRig, "torch.Tensor"]:
+    """Step 1 (no model): the photo prepared, and the model's (1, 3, H, W) still from it."""
+    rig = prepare_photo(image, config, face=face, size=size, max_side=max_side)
+    return rig, to_model_input(rig.still(config))
+
+
+def renderer_for(model: "SDAModel", rig: PhotoRig, still: "torch.Tensor", gain: float = 1.0) -> PhotoRenderer:
+    """Step 2 (runs the model on silence for its rest pose): the renderer."""
+    landmarker = CropLandmarker(model.config.mean_face, model.config.img_size)
+    return PhotoRenderer(rig, landmarker, neutral_face(model, still, landmarker), gain=gain)
 
 
 def photo_renderer(
@@ -27,9 +43,6 @@ def photo_renderer(
     max_side: int = DEFAULT_MAX_SIDE,
     gain: float = 1.0,
 ) -> tuple[PhotoRenderer, "torch.Tensor"]:
-    """(renderer, still): the photo prepared for ``model`` and the model's (1, 3, H, W) input."""
-    cfg = model.config
-    rig = prepare_photo(image, cfg, face=face, size=size, max_side=max_side)
-    still = to_model_input(rig.still(cfg))
-    landmarker = CropLandmarker(cfg.mean_face, cfg.img_size)
-    return PhotoRenderer(rig, landmarker, neutral_face(model, still, landmarker), gain=gain), still
+    """(renderer, still): both steps at once, for offline use."""
+    rig, still = rig_and_still(image, model.config, face=face, size=size, max_side=max_side)
+    return renderer_for(model, rig, still, gain), still
