@@ -148,3 +148,43 @@ def test_models_lists_what_is_found_and_missing(tmp_path, tiny_checkpoint, isola
     assert by_name["grid"]["check"] == "lfs-pointer" and by_name["timit"]["check"] == "differs"
     assert by_name["crema"]["path"] is None and by_name["default"]["size"] == tiny_checkpoint.stat().st_size
     assert report["search_path"][0] == str(models)
+
+
+def test_animate_speaks_text_with_espeak(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
+    """--text instead of AUDIO (as demo does); exactly one of the two."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    env, _ = isolated
+    out = tmp_path / "said.mp4"
+    res = _run(["animate", str(face_image), "--text", "Bin blue at F two now.", "--voice", "en-us",
+                "-o", str(out), "--model", str(tiny_checkpoint), "--crop", "--quiet"], env, tmp_path)
+    assert res.returncode == 0, res.stderr
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert sum(1 for _ in c.decode(video=0)) >= 25
+    for extra in ([], [str(speech_wav), "--text", "hello"]):
+        res = _run(["animate", str(face_image), *extra, "-o", str(tmp_path / "x.mp4"),
+                    "--model", str(tiny_checkpoint)], env, tmp_path)
+        assert res.returncode == 1 and "exactly one of AUDIO" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_aligned_on_a_whole_photo_warns(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
+    """--aligned on an image that is not an aligned crop (a face far smaller than the image, or
+    an aspect far from the model's) prints a warning; on an aligned-looking crop it does not."""
+    from PIL import Image
+
+    env, _ = isolated
+    src = Image.open(face_image).convert("RGB")
+    w, h = src.size
+    canvas = Image.new("RGB", (4 * w, 4 * h), (90, 110, 130))  # the face small in a large photo
+    canvas.paste(src, (w, h))
+    wide = src.resize((3 * w, h))  # an aspect far from the model's
+    for name, image in (("small.png", canvas), ("wide.png", wide)):
+        image.save(tmp_path / name)
+        res = _run(["animate", str(tmp_path / name), str(speech_wav), "-o", str(tmp_path / "x.mp4"),
+                    "--model", str(tiny_checkpoint), "--aligned", "--quiet"], env, tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert "warning: --aligned" in res.stderr and "leave out --aligned" in res.stderr, (name, res.stderr)
+    res = _run(["animate", str(face_image), str(speech_wav), "-o", str(tmp_path / "x.mp4"),
+                "--model", str(tiny_checkpoint), "--aligned", "--quiet"], env, tmp_path)
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr

@@ -42,3 +42,19 @@ def test_demo_without_espeak_says_what_to_install(tmp_path, monkeypatch):
     )
     assert proc.returncode == 1
     assert "espeak-ng is not installed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_scale_prints_the_size_written_and_every_option_has_help(tmp_path):
+    out = tmp_path / "big.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "realtime_sda", "demo", "-o", str(out), "--text", "Hi.", "--scale", "4"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as container:
+        h, w = container.streams.video[0].height, container.streams.video[0].width
+    assert (w, h) == (192, 256)  # the default model's 48x64 crop, 4x
+    assert f"of {w}x{h} at" in proc.stdout
+    helptext = subprocess.run([sys.executable, "-m", "realtime_sda", "demo", "--help"],
+                              capture_output=True, text=True, timeout=60).stdout
+    assert "noise seed" in helptext

@@ -1,4 +1,5 @@
-"""``realtime-sda animate IMAGE AUDIO -o OUT.mp4``: the offline job from the command line.
+"""``realtime-sda animate IMAGE AUDIO -o OUT.mp4`` (or ``IMAGE --text "..."``): the offline
+job from the command line.
 
 Frames are encoded as they are generated, so memory stays flat however long the audio is.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 __all__ = ["register", "default_model", "add_photo_options", "photo_options"]
 
@@ -14,7 +17,11 @@ __all__ = ["register", "default_model", "add_photo_options", "photo_options"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("animate", help="animate a still face with a speech clip into an mp4")
     p.add_argument("image", help="still image of a face (png, jpg, bmp...)")
-    p.add_argument("audio", help="speech audio (wav, flac, mp3, ogg, m4a...)")
+    p.add_argument("audio", nargs="?", default=None,
+                   help="speech audio (wav, flac, mp3, ogg, m4a...); or leave it out and give --text")
+    p.add_argument("--text", default=None,
+                   help="speak this text with espeak-ng instead of an audio file (exactly one of AUDIO or --text)")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice for --text, e.g. en-us, en+f3, de")
     p.add_argument("-o", "--output", required=True, help="output .mp4 file (H.264 + AAC)")
     p.add_argument(
         "--model", default=None,
@@ -77,8 +84,23 @@ def run(args: argparse.Namespace) -> int:
 
     if args.scale is not None and not args.scale > 0:
         raise RealtimeSDAError(f"--scale must be a positive number, got {args.scale}")
+    if (args.audio is None) == (args.text is None):
+        raise RealtimeSDAError("give exactly one of AUDIO (a speech file) or --text \"what to say\"")
+    options = photo_options(args)
     animator = VideoAnimator(model_path=args.model or default_model(), gpu=None, device=args.device)
-    job = animator.animate(args.image, args.audio, aligned=args.aligned, seed=args.seed, **photo_options(args))
+    if args.aligned:
+        from ..media.face import aligned_crop_doubt
+
+        doubt = aligned_crop_doubt(args.image, animator.config)
+        if doubt:
+            print(f"realtime-sda: warning: --aligned: {doubt}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="realtime-sda-animate-") as tmp:
+        audio = args.audio
+        if args.text is not None:
+            from ..media.speech import synthesize_speech
+
+            audio = str(synthesize_speech(args.text, Path(tmp) / "speech.wav", voice=args.voice))
+        job = animator.animate(args.image, audio, aligned=args.aligned, seed=args.seed, **options)
     h, w = job.size
     with VideoWriter(
         args.output, animator.video_rate, (h, w), job.audio, animator.audio_rate, args.scale

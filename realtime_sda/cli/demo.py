@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="model name or checkpoint path")
     p.add_argument("--avatar", default=None, help="face image (default: the bundled avatar)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same video (default 0)")
     p.add_argument("--scale", type=float, default=None, help="enlarge the frames in the mp4")
     p.set_defaults(func=run)
 
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..animator import VideoAnimator
     from ..media.image import default_avatar_path
     from ..media.speech import synthesize_speech
+    from ..media.video import even_size
 
     avatar = Path(args.avatar) if args.avatar else default_avatar_path()
     animator = VideoAnimator(model_path=args.model, gpu=None, device=args.device)  # CUDA when present
@@ -36,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
         wav = synthesize_speech(args.text, Path(tmp) / "speech.wav", voice=args.voice)
         video, audio = animator(str(avatar), str(wav), aligned=args.avatar is None, seed=args.seed)
     animator.save_video(video, audio, args.output, scale=args.scale)
-    h, w = video.shape[2:]
+    h, w = even_size(*video.shape[2:], args.scale)  # what the file holds
     print(f"wrote {args.output}: {video.shape[0]} frames of {w}x{h} at {animator.config.video_rate} fps")
     return 0

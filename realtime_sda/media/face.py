@@ -28,6 +28,7 @@ __all__ = [
     "ALIGN_POINTS",
     "landmark_model_path",
     "detect_faces",
+    "aligned_crop_doubt",
     "detect_landmarks",
     "landmarks_in_box",
     "similarity_transform",
@@ -184,6 +185,29 @@ def align_face(
     idx = list(ALIGN_POINTS)
     matrix = similarity_transform(pts[idx], mean_face[idx])
     return warp_affine(rgb, matrix, (int(size[0]), int(size[1])))
+
+
+def aligned_crop_doubt(image: ImageInput, config: "SDAConfig") -> str | None:
+    """Why ``image`` does not look like an aligned crop for ``config``'s model, or ``None``.
+
+    An aligned crop has the model's aspect and a face spanning most of its width (the mean
+    face's jaw spans about 80% of it). Flags an aspect (H/W) more than 20% from the model's,
+    or a detected face narrower than 45% of the image (a whole photo). A crop in which no
+    face is detected is not flagged (dlib misses faces in small crops)."""
+    rgb = load_rgb(image)
+    h, w = rgb.shape[:2]
+    mh, mw = (int(v) for v in config.img_size)
+    aspect, model_aspect = h / w, mh / mw
+    if not 1 / 1.2 <= aspect / model_aspect <= 1.2:
+        return (f"the image is {w}x{h}, far from the model's {mw}x{mh} aspect, so it is not an aligned "
+                "crop and will be stretched; leave out --aligned to detect and align the face")
+    boxes = detect_faces(rgb)
+    if boxes:
+        left, _, right, _ = boxes[0]
+        if (right - left) < 0.45 * w:
+            return (f"the face found is {right - left} px wide in a {w} px wide image, so this is not an "
+                    "aligned crop and the output will be a smear; leave out --aligned to detect and align the face")
+    return None
 
 
 def prepare_still(image: ImageInput, config: "SDAConfig", aligned: bool = False) -> torch.Tensor:
