@@ -5,7 +5,8 @@ converted to float32 mono at the model rate by a streaming resampler (soxr HQ, t
 path's; for live sources a causal FIR that holds back 3 ms, not 13-34) and written into an
 :class:`~.ringbuffer.AudioRingBuffer`. The :class:`~.worker.InferenceWorker` thread takes each
 ready window, steps the session (batched with the others) and hands the frame to every
-subscriber's bounded drop-oldest queue.
+subscriber's bounded drop-oldest queue. The session and the worker meet only through
+:mod:`.stepping` (the session is a ``SteppedSession``; the worker is two callables to it).
 
 Master clock: the count of model-rate samples in the session's stream (the audio pushed,
 plus silence filled in, less audio dropped as backlog). Frame ``i`` covers samples
@@ -17,7 +18,7 @@ look-ahead is ``config.lookahead_samples`` (GRID: 4000 samples, 80 ms). ``lookah
 lower it to trade quality for latency: audio later than that point is treated as silence
 (always, so results never depend on timing).
 
-Real-time mode (``realtime=True``) follows a schedule anchored when the session opens (or
+Real-time mode (``realtime=True``) follows a schedule (:mod:`.schedule`) anchored when the session opens (or
 at the first audio, if that comes before any frame was made): frame ``i`` is due at
 ``t0 + ((i+1)*stride + lookahead) / rate``. Before any audio the face idles on silence. A live
 source's schedule then moves earlier whenever audio arrives less delayed than ever before
@@ -41,105 +42,90 @@ source's schedule then moves earlier whenever audio arrives less delayed than ev
   wall clock and a viewer sees a lower frame rate, not a growing delay. ``None`` disables it.
 
 With ``realtime=False`` frames are made as fast as audio arrives (no pacing, silence or drops):
-offline-equivalent output for files.
+offline-equivalent output for files. Options are validated by :class:`~.options.SessionOptions`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
-import math
 import threading
 from collections import deque
 from fractions import Fraction
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import AsyncIterator
 
 import numpy as np
 import torch
 
 from ..core.config import SDAConfig
-from ..errors import AudioDecodeError, RealtimeSDAError
 from ..core.noise import NoiseSource
 from ..core.state import StreamState
+from ..errors import AudioDecodeError, RealtimeSDAError
 from .clock import Clock
 from .frames import VideoFrame
 from .livewall import WallClockKeeper
+from .options import SessionOptions, StreamOptionError
 from .queues import EndOfStream, FrameQueue
-from .resample import QUALITIES, StreamResampler
+from .resample import StreamResampler
 from .ringbuffer import AudioRingBuffer
+from .schedule import EPS as _EPS
+from .schedule import RealtimeSchedule
 from .stats import StreamStats
-
-if TYPE_CHECKING:
-    from .worker import InferenceWorker
+from .stepping import StepInput, WorkerLink
 
 __all__ = ["AvatarSession", "SessionClosedError", "StreamOptionError"]
 
 _ids = itertools.count(1)
-_EPS = 1e-9  # seconds: float tolerance of schedule comparisons
 
 
 class SessionClosedError(RealtimeSDAError, RuntimeError):
     """Audio was pushed to a session that is closed or whose audio has ended."""
 
 
-class StreamOptionError(RealtimeSDAError, ValueError):
-    """A session option (look-ahead, grace, backlog, buffer size) is out of range."""
-
-
 class AvatarSession:
-    """A live session; create it with :meth:`InferenceWorker.open_session`."""
+    """A live session; create it with :meth:`InferenceWorker.open_session`.
+
+    ``options`` (a :class:`SessionOptions`, or its fields as keywords) tune the real-time
+    rules; ``link`` is how it reaches the worker stepping it (:class:`~.stepping.WorkerLink`;
+    none: a session stepped by hand). The worker drives it through the
+    :class:`~.stepping.SteppedSession` methods (``poll``, ``next_wakeup``, ``take``,
+    ``deliver``, ``fail``), on the inference thread only.
+    """
 
     def __init__(
         self,
-        worker: "InferenceWorker",
         config: SDAConfig,
         state: StreamState,
+        options: SessionOptions | None = None,
         *,
         clock: Clock,
-        seed: int | None = None,
-        lookahead_ms: float | None = None,
-        realtime: bool = True,
-        grace_ms: float = 100.0,
-        max_backlog_ms: float | None = 120.0,
-        buffer_s: float = 10.0,
-        catchup_frames: int | None = 2,
-        resample_quality: str | None = None,
-        renderer: "Callable[[np.ndarray], np.ndarray] | None" = None,
+        link: WorkerLink | None = None,
+        **option_args: object,
     ) -> None:
+        opts = options or SessionOptions()
+        if option_args:
+            opts = dataclasses.replace(opts, **option_args)  # type: ignore[arg-type]
         self.id = next(_ids)
         self.config = config
-        self.worker = worker
+        self.options = opts
         self.clock = clock
-        self.realtime = bool(realtime)
-        self.seed = seed
+        self._link = link or WorkerLink.detached()
+        self.realtime = opts.realtime
+        self.seed = opts.seed
         rate, stride = config.audio_rate, config.stride
-        floor = config.lookahead_samples
-        look = floor if lookahead_ms is None else int(round(float(lookahead_ms) * rate / 1000.0))
-        if not 0 <= look <= floor:
-            raise StreamOptionError(
-                f"lookahead_ms must be between 0 and the model's own look-ahead "
-                f"{1000.0 * floor / rate:g} ms, got {lookahead_ms}"
-            )
+        look = opts.lookahead_samples(config)
         self.lookahead_samples = look
         #: neighbours of each frame's audio passed along with it (10 ms, within the look-ahead)
         self.audio_pad = min(rate // 100, look, config.pad_left)
-        if catchup_frames is not None and catchup_frames < 1:
-            raise StreamOptionError(f"catchup_frames must be at least 1 (or None), got {catchup_frames}")
-        if grace_ms < 0 or buffer_s <= 0 or (max_backlog_ms is not None and max_backlog_ms < 0):
-            raise StreamOptionError(
-                f"grace_ms ({grace_ms}) and max_backlog_ms ({max_backlog_ms}) must be >= 0 and "
-                f"buffer_s ({buffer_s}) > 0"
-            )
-        self.grace_s = max(float(grace_ms), 0.0) / 1000.0
+        self.grace_s = opts.grace_s
         #: how many periods behind schedule the next frame may be before the timeline jumps
         #: (None: never jump; frames then fall behind the wall clock when steps are slow)
-        self.catchup_frames = catchup_frames
+        self.catchup_frames = opts.catchup_frames
         #: turns the model's crop into the frame shown (e.g. a PhotoRenderer: the whole photo);
         #: run on the inference thread, after the step, for each frame
-        self.renderer = renderer
-        self.max_backlog_frames = (
-            None if max_backlog_ms is None else max(0, math.ceil(float(max_backlog_ms) * rate / 1000.0 / stride))
-        )
+        self.renderer = opts.renderer
+        self.max_backlog_frames = opts.max_backlog_frames(config)
         self.time_base = Fraction(1, rate)
         self.stats = StreamStats()
         self.state: StreamState | None = state
@@ -148,26 +134,32 @@ class AvatarSession:
         self._noise_pos = 0  # frame index the noise source is at
         self._ring = AudioRingBuffer(
             config.audio_feat_samples, stride, config.pad_left, config.pad_right,
-            capacity=max(int(buffer_s * rate), config.audio_feat_samples + 2 * stride), lookahead=look,
+            capacity=max(int(opts.buffer_s * rate), config.audio_feat_samples + 2 * stride), lookahead=look,
         )
         #: live source (pushed in real time): kept on the wall clock after stalls
-        self._live = self.realtime and self.max_backlog_frames is not None
+        self._live = opts.live
         # live audio goes through the causal FIR (a fixed ~3 ms delay; soxr's block filters
         # hold back 13-34 ms, a packet or two); other streams match the offline path exactly
-        if resample_quality is not None and resample_quality not in QUALITIES:
-            raise StreamOptionError(f"resample_quality must be one of {', '.join(QUALITIES)}, got {resample_quality!r}")
-        self._resampler = StreamResampler(rate, resample_quality or ("causal" if self._live else "HQ"))
-        self._noise = NoiseSource(config.aux_latent, seed)
+        self._resampler = StreamResampler(rate, opts.resample_quality or ("causal" if self._live else "HQ"))
+        self._noise = NoiseSource(config.aux_latent, opts.seed)
         self._lock = threading.Lock()
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (total after write, time)
         self._subscribers: list[FrameQueue[VideoFrame]] = []
-        self._t0 = clock.now()
+        self.schedule = RealtimeSchedule(
+            rate=rate, stride=stride, lookahead=look, t0=clock.now(), grace_s=self.grace_s,
+            catchup_frames=self.catchup_frames, max_backlog_frames=self.max_backlog_frames,
+        )
         # the live schedule moves earlier at most by the backlog (at least one period) at once
         self._keeper = WallClockKeeper(max_lead_s=max(self.max_backlog_frames or 0, 1) * stride / rate)
         self._audio_ended = False
         self.closed = False
         self.finished = False
         self.error: BaseException | None = None
+
+    @property
+    def _t0(self) -> float:
+        """Wall time of master sample 0 (the schedule's start)."""
+        return self.schedule.t0
 
     # ---- producer side (any thread) ----------------------------------------------------------
     @property
@@ -201,20 +193,20 @@ class AvatarSession:
             now = self.clock.now()
             was_ready = self._ring.ready() > 0
             if self._ring.total == self._ring.pad_left and self.frames_emitted == 0 and samples.size:
-                # the schedule starts with the first audio (as if it had been recorded live,
-                # at most one frame back), not at open
-                self._t0 = now - min(samples.size, self.config.stride) / self.config.audio_rate
+                self.schedule.start_at_first_audio(now, samples.size)
             if self._live and samples.size:
                 samples = self._keep_on_wall(samples, now)
             self._write(samples, now)
             if self._live and samples.size:
-                self._t0 = self._keeper.schedule_start(self._t0, now - self._master_total() / self.config.audio_rate)
+                self.schedule.t0 = self._keeper.schedule_start(
+                    self.schedule.t0, now - self._master_total() / self.config.audio_rate
+                )
             # real time: the worker sleeps until the next due time (or due + grace while the
             # window is incomplete); wake it only when this audio completes the next window or
             # a due frame waits for it (one wake-up per frame, not per chunk)
             wake = not self.realtime or now >= self.due_time() - _EPS or (not was_ready and self._ring.ready() > 0)
         if wake:
-            self.worker.notify()
+            self._link.wake()
 
     def end_audio(self) -> None:
         """No more audio: flush the resampler and the right zero padding, so the remaining
@@ -227,7 +219,7 @@ class AvatarSession:
             self._audio_ended = True
             self._ring.flush()
             self._arrivals.append((self._ring.total, self.clock.now()))
-        self.worker.notify()
+        self._link.wake()
 
     def _write(self, samples: np.ndarray, now: float) -> None:
         if samples.size:
@@ -246,7 +238,7 @@ class AvatarSession:
         return the part of ``samples`` to write (see :mod:`.livewall`)."""
         stride, before = self.config.stride, self._keeper.dropped
         gap, drop = self._keeper.admit(
-            samples.size, self._master_total(), (now - self._t0) * self.config.audio_rate,
+            samples.size, self._master_total(), self.schedule.samples_due(now),
             self._ring.capacity - self._ring.feat,
         )
         if gap:
@@ -303,7 +295,7 @@ class AvatarSession:
     async def close(self) -> None:
         """Stop the session: the worker forgets it, its state is freed, streams end."""
         self._close(None)
-        self.worker.forget(self)
+        self._link.release(self)
 
     def _close(self, error: BaseException | None) -> None:
         with self._lock:
@@ -316,7 +308,7 @@ class AvatarSession:
         for q in subs:
             q.close(error)
 
-    # ---- worker side (inference thread) --------------------------------------------------------
+    # ---- the schedule ------------------------------------------------------------------------
     @property
     def next_index(self) -> int:
         """Index of the next frame: the master clock position of the next window, in frames."""
@@ -324,15 +316,14 @@ class AvatarSession:
 
     def due_time(self, index: int | None = None) -> float:
         """Wall time at which frame ``index`` (default: the next) is due in real-time mode."""
-        i = self.next_index if index is None else index
-        return self._t0 + ((i + 1) * self.config.stride + self.lookahead_samples) / self.config.audio_rate
+        return self.schedule.due_time(self.next_index if index is None else index)
 
     def _wall_index(self, now: float) -> int:
         """The last frame index due at ``now``."""
-        cfg = self.config
-        return math.floor(((now - self._t0) * cfg.audio_rate - self.lookahead_samples) / cfg.stride + 1e-9) - 1
+        return self.schedule.wall_index(now)
 
-    def _prepare(self, now: float) -> bool:
+    # ---- SteppedSession: the worker's side (inference thread only; see .stepping) -------------
+    def poll(self, now: float) -> bool:
         """Apply the real-time policy; True when the next frame should be made now."""
         if self.closed:
             return False
@@ -341,28 +332,26 @@ class AvatarSession:
             if not self.realtime:
                 ready = ring.ready() > 0
             else:
-                i = self.next_index
-                due = self.due_time(i) - _EPS
-                if now < due:
+                sched, i = self.schedule, self.next_index
+                if not sched.is_due(i, now):
                     return False
-                if ring.ready() == 0 and not ring.ended and now >= due + self.grace_s:
+                if ring.ready() == 0 and not ring.ended and sched.is_stalled(i, now):
                     missing = ring.missing()
                     ring.write_silence(missing)
                     self._arrivals.append((ring.total, now))
                     self._keeper.filled(missing)
                     self.stats.add(silence_frames=1)
-                n, wall = ring.ready(), self._wall_index(now)
-                if self.catchup_frames is not None and n > 1 and wall - i >= self.catchup_frames:
+                n = ring.ready()
+                if skip := sched.catchup(i, n, now):
                     # behind schedule (steps slower than real time): jump the timeline to the
                     # frame due now, skipping the frames in between (pts stay on wall time)
-                    jumped = ring.skip(min(wall - i, n - 1))
+                    jumped = ring.skip(skip)
                     self.stats.add(skipped_frames=jumped)
                     i, n = i + jumped, n - jumped
-                ahead = i + n - 1 - max(wall, i)  # ready frames not yet due
-                if self.max_backlog_frames is not None and ahead > self.max_backlog_frames:
+                if drop := sched.backlog(i, n, now):
                     # audio ahead of schedule (a late burst): drop the oldest of it, keeping
                     # the timeline, so it does not turn into latency
-                    dropped = ring.skip(ahead - self.max_backlog_frames)
+                    dropped = ring.skip(drop)
                     self._offset += dropped
                     self.stats.add(skipped_frames=dropped)
                 ready = ring.ready() > 0
@@ -375,20 +364,20 @@ class AvatarSession:
         subs, self._subscribers = self._subscribers, []
         for q in subs:
             q.close()
-        self.worker.forget(self)
+        self._link.release(self)
 
-    def _next_wakeup(self, now: float) -> float | None:
+    def next_wakeup(self, now: float) -> float | None:
         """When the worker should look at this session again without being notified."""
         if self.closed or self.finished or not self.realtime:
             return None
-        due = self.due_time()
+        i = self.next_index
         with self._lock:
-            if self._ring.ready() == 0 and not self._ring.ended:
-                return due + self.grace_s
-        return due
+            waiting = self._ring.ready() == 0 and not self._ring.ended
+        return self.schedule.next_wakeup(i, waiting)
 
-    def _take(self) -> tuple[int, np.ndarray, torch.Tensor, float]:
-        """(index, window, noise (1, aux), arrival time of the window's last needed sample)."""
+    def take(self) -> StepInput:
+        """The next frame's index, window, noise (1, aux) and the arrival time of the window's
+        last needed sample."""
         with self._lock:
             index = self.next_index
             need = self._ring.needed_total()
@@ -400,13 +389,13 @@ class AvatarSession:
         if index > self._noise_pos:  # frames skipped by a catch-up keep their noise unused
             self._noise.next(index - self._noise_pos)
         self._noise_pos = index + 1
-        return index, window, self._noise.next(1), arrival
+        return StepInput(index, window, self._noise.next(1), arrival)
 
-    def _emit(
-        self, index: int, image: np.ndarray, window: np.ndarray, state: StreamState, arrival: float, ready: float
-    ) -> None:
+    def deliver(self, step: StepInput, image: np.ndarray, state: StreamState, ready: float) -> None:
+        """Hand the frame made from ``step`` to every subscriber; ``state`` is the session's
+        state after it."""
         cfg = self.config
-        i = index
+        i, window = step.index, step.window
         if self.renderer is not None:
             image = self.renderer(image)
         frame = VideoFrame(
@@ -416,7 +405,7 @@ class AvatarSession:
             image=image,
             audio=window[cfg.pad_left : cfg.pad_left + cfg.stride].copy(),
             audio_rate=cfg.audio_rate,
-            latency_s=max(ready - arrival, 0.0),
+            latency_s=max(ready - step.arrival, 0.0),
             audio_padded=window[cfg.pad_left - pad : cfg.pad_left + cfg.stride + pad].copy() if (pad := self.audio_pad) else None,
             audio_pad=pad,
         )
@@ -430,8 +419,7 @@ class AvatarSession:
         for q in subs:
             q.put(frame)
 
-    def _fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException) -> None:
         """Close this session with ``error`` (its consumers see it); others go on."""
         self._close(error)
-        self.worker.forget(self)
-
+        self._link.release(self)

@@ -1,9 +1,11 @@
 """``InferenceWorker``: ONE thread that owns the model and steps every live session.
 
 Each round it collects the sessions whose next frame is due (see :mod:`.session` for the
-real-time policy), stacks their :class:`~realtime_sda.core.state.StreamState` into one batch, runs a
-single ``engine.forward`` with T=1, splits the states back and hands each frame to its
-session's subscribers. Model work never runs on the event loop: identity encoding of a new
+real-time policy), stacks their :class:`~realtime_sda.core.state.StreamState` into one batch,
+runs a single ``model.forward_chunk`` with T=1, splits the states back and hands each frame
+to its session's subscribers. It drives sessions only through the protocol of
+:mod:`.stepping` (``poll``, ``take``, ``deliver``, ``fail``, ``next_wakeup``); a session
+reaches the worker only through the two callables of its ``WorkerLink``. Model work never runs on the event loop: identity encoding of a new
 still image is also done on this thread (as a job), so the model is only ever touched by it.
 
 Failure isolation: if a batched step raises, every session of the batch is retried alone and
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,9 +30,13 @@ from ..media.image import frames_to_uint8
 from ..core.model import SDAModel
 from ..core.state import IdentityContext, StreamState
 from .clock import Clock, SystemClock
+from .options import SessionOptionArgs, SessionOptions
 from .session import AvatarSession
+from .stepping import StepInput, SteppedSession, WorkerLink
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ..photo.render import PhotoRenderer
 
 __all__ = ["InferenceWorker", "WorkerNotRunningError", "WorkerBusyError", "MAX_PENDING_JOBS"]
@@ -88,6 +95,8 @@ class InferenceWorker:
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        #: what its sessions may ask of the worker (see .stepping)
+        self._link = WorkerLink(wake=self.notify, release=self.forget)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     @property
@@ -158,14 +167,29 @@ class InferenceWorker:
         seed: int | None = None,
         lookahead_ms: float | None = None,
         realtime: bool = True,
-        **options: Any,
+        *,
+        options: SessionOptions | None = None,
+        **more: "Unpack[SessionOptionArgs]",
     ) -> AvatarSession:
         """A new session for an aligned still ``(1, 3, H, W)`` in [-1, 1] (or its identity).
 
-        ``options``: ``grace_ms``, ``max_backlog_ms``, ``buffer_s``, ``catchup_frames``,
-        ``resample_quality``, ``renderer`` (see :class:`AvatarSession`; for the whole photo,
-        the renderer and still from :meth:`prepare_photo`).
+        The session's options are :class:`~.options.SessionOptions` (``options``) or its
+        fields as keywords (``seed``, ``lookahead_ms``, ``realtime``, ``grace_ms``,
+        ``max_backlog_ms``, ``buffer_s``, ``catchup_frames``, ``resample_quality``,
+        ``renderer``; for the whole photo, the renderer and still from :meth:`prepare_photo`);
+        they are checked before anything runs (:class:`~.options.StreamOptionError`).
         """
+        args: dict[str, Any] = dict(more)
+        if seed is not None:
+            args["seed"] = seed
+        if lookahead_ms is not None:
+            args["lookahead_ms"] = lookahead_ms
+        if realtime is not True:
+            args["realtime"] = realtime
+        opts = options or SessionOptions()
+        if args:
+            opts = dataclasses.replace(opts, **args)
+        opts.lookahead_samples(self.config)  # a bad look-ahead fails here, not on the thread
         if isinstance(still, IdentityContext):
             identity_job: Callable[[], IdentityContext] = lambda: still
         else:
@@ -181,8 +205,7 @@ class InferenceWorker:
 
         def make() -> AvatarSession:
             session = AvatarSession(
-                self, self.config, StreamState(identity), clock=self.clock, seed=seed,
-                lookahead_ms=lookahead_ms, realtime=realtime, **options,
+                self.config, StreamState(identity), opts, clock=self.clock, link=self._link,
             )
             with self._lock:
                 self._sessions.append(session)
@@ -190,11 +213,11 @@ class InferenceWorker:
 
         return await self.submit(make)
 
-    def forget(self, session: AvatarSession) -> None:
+    def forget(self, session: SteppedSession) -> None:
         """Drop a session from the schedule (thread-safe, idempotent)."""
         with self._lock:
             if session in self._sessions:
-                self._sessions.remove(session)
+                self._sessions.remove(session)  # type: ignore[arg-type]
 
     def notify(self) -> None:
         """Wake the thread (new audio arrived)."""
@@ -263,7 +286,7 @@ class InferenceWorker:
         if not self.autotick or not self.clock.is_real:
             return 0.05
         now = self.clock.now()
-        wakeups = [t for s in self.sessions if (t := s._next_wakeup(now)) is not None]
+        wakeups = [t for s in self.sessions if (t := s.next_wakeup(now)) is not None]
         if not wakeups:
             return 0.05
         return min(max(min(wakeups) - now, 0.0005), 0.05)
@@ -273,52 +296,52 @@ class InferenceWorker:
         due = []
         for s in self.sessions:
             try:
-                if s._prepare(now):
+                if s.poll(now):
                     due.append(s)
             except Exception as exc:  # a broken session must not stop the others
-                s._fail(exc)
+                s.fail(exc)
         for start in range(0, len(due), self.max_batch):
             self._step(due[start : start + self.max_batch])
         return len(due)
 
-    def _step(self, batch: list[AvatarSession]) -> None:
-        items = []
+    def _step(self, batch: Sequence[SteppedSession]) -> None:
+        items: list[tuple[SteppedSession, StepInput]] = []
         for s in batch:
             try:
-                items.append((s, *s._take()))
+                items.append((s, s.take()))
             except Exception as exc:
-                s._fail(exc)
+                s.fail(exc)
         if not items:
             return
         try:
             self._forward(items)
         except Exception as exc:
             if len(items) == 1:
-                items[0][0]._fail(exc)
+                items[0][0].fail(exc)
                 return
             for item in items:  # isolate the culprit
                 try:
                     self._forward([item])
                 except Exception as exc1:
-                    item[0]._fail(exc1)
+                    item[0].fail(exc1)
 
-    def _forward(self, items: list[tuple[AvatarSession, int, np.ndarray, torch.Tensor, float]]) -> None:
-        sessions = [it[0] for it in items]
-        states = [s.state for s in sessions]
+    def _forward(self, items: list[tuple[SteppedSession, StepInput]]) -> None:
+        states = [s.state for s, _ in items]
         if any(st is None for st in states):
             live = [it for it, st in zip(items, states) if st is not None]
             if len(live) < len(items):
                 if live:
                     self._forward(live)
                 return
-        windows = torch.from_numpy(np.stack([it[2] for it in items]))[:, None]
-        noise = torch.stack([it[3] for it in items])  # (B, 1, aux)
+        windows = torch.from_numpy(np.stack([step.window for _, step in items]))[:, None]
+        noise = torch.stack([step.noise for _, step in items])  # (B, 1, aux)
         state = states[0] if len(states) == 1 else StreamState.stack(states)  # type: ignore[arg-type]
-        frames, new_state = self.model.engine.forward(state, windows, noise)
+        frames, new_state = self.model.forward_chunk(state, windows, noise)  # type: ignore[arg-type]
         self.steps += 1
         images = frames_to_uint8(frames[:, 0].permute(0, 2, 3, 1))
         ready = self.clock.now()
-        for k, (s, index, window, _, arrival) in enumerate(items):
+        for k, (s, step) in enumerate(items):
             own = new_state if len(items) == 1 else new_state.select(k)
-            own = StreamState(s.state.identity if s.state is not None else own.identity, own.content_h, own.noise_h)
-            s._emit(index, np.ascontiguousarray(images[k]), window, own, arrival, ready)
+            old = s.state
+            own = StreamState(old.identity if old is not None else own.identity, own.content_h, own.noise_h)
+            s.deliver(step, np.ascontiguousarray(images[k]), own, ready)
