@@ -9,23 +9,22 @@ Exact algebraic rewrites of the reference modules (checked against them in the t
   tensors is ever made, and that half of the block's work disappears from the hot path;
 - stride-1 transposed convolutions become ordinary convolutions (flipped kernels).
 
-Offline generation and streaming both call :meth:`FoldedModel.forward`, which runs a
-(B, T) block of frames from a :class:`~realtime_sda.core.state.StreamState`.
+Offline generation and streaming both step through ``SDAModel.forward_chunk``, which runs
+:meth:`FoldedModel.forward` over a (B, T) block of frames from a
+:class:`~realtime_sda.core.state.StreamState`. A :class:`FoldedModel` is built from the config
+and the three networks (it knows nothing of :class:`~realtime_sda.core.model.SDAModel`).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import SDAConfig
 from .state import IdentityContext, StreamState
-
-if TYPE_CHECKING:
-    from .model import SDAModel
 
 __all__ = ["FoldedModel", "InferenceEngine", "fold_bn"]
 
@@ -95,22 +94,30 @@ class _Block:
 
 
 class FoldedModel:
-    """The networks with folded weights, built from an :class:`SDAModel` snapshot: what
-    every frame runs (offline and live; the live scheduling is ``InferenceWorker``'s).
+    """The networks with folded weights, built from a snapshot of the content encoder,
+    identity encoder and generator of ``config`` (eval mode): what every frame runs (offline
+    and live; the live scheduling is ``InferenceWorker``'s).
 
     ``dtype`` may be ``torch.bfloat16`` to run the generator's convolutions in bfloat16
     (faster on CPUs with AVX-512 BF16 and on GPUs, at about 1e-2 error).
     """
 
-    def __init__(self, model: "SDAModel", dtype: torch.dtype = torch.float32) -> None:
-        cfg = model.config
+    def __init__(
+        self,
+        config: SDAConfig,
+        encoder: nn.Module,
+        encoder_id: nn.Module,
+        generator: nn.Module,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        cfg = config
         self.config = cfg
         self.dtype = dtype
         with torch.no_grad():
             # Small modules are copied so that training the source model cannot change them.
-            self.content = copy.deepcopy(model.encoder).eval().requires_grad_(False)
-            self.encoder_id = copy.deepcopy(model.encoder_id).eval().requires_grad_(False)
-            gen = model.generator
+            self.content = copy.deepcopy(encoder).eval().requires_grad_(False)
+            self.encoder_id = copy.deepcopy(encoder_id).eval().requires_grad_(False)
+            gen = generator
             self.rnn_noise = (
                 copy.deepcopy(gen.rnn_noise).eval().requires_grad_(False) if cfg.sequential_noise else None
             )

@@ -44,7 +44,9 @@ class SDAModel(nn.Module):
         if self._engine is None:
             if self.training:
                 raise RuntimeError("call model.eval() before inference (BatchNorm must use running statistics)")
-            self._engine = FoldedModel(self, dtype=self._engine_dtype)
+            self._engine = FoldedModel(
+                self.config, self.encoder, self.encoder_id, self.generator, dtype=self._engine_dtype
+            )
         return self._engine
 
     def set_inference_dtype(self, dtype: torch.dtype) -> "SDAModel":
@@ -82,7 +84,8 @@ class SDAModel(nn.Module):
     def forward_chunk(
         self, state: StreamState, windows: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, StreamState]:
-        """Frames for a (B, T) block of windows and noise, and the state after them."""
+        """Frames for a (B, T) block of windows and noise, and the state after them: the one
+        entry point for stepping (offline chunks, the live worker's batches, the tests)."""
         return self.engine.forward(state, windows, noise)
 
     def iter_generate(
