@@ -65,7 +65,7 @@ function onServerMessage(msg) {
       say("Ready. Press Start and allow the microphone.");
       break;
     case "avatar":
-      say(`Photo accepted (aligned to ${msg.width}x${msg.height}). Press Start.`);
+      say(`Photo accepted (${msg.width}x${msg.height}). Press Start.`);
       break;
     case "answer":
       sda.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp }).catch((e) => say(`Could not use the server's answer: ${e.message}`, true));

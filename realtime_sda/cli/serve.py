@@ -13,7 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--model", default="default", help="model name or checkpoint path (default 'default')")
     p.add_argument("--avatar", default=None, help="face photo for the default/broadcast avatar (default: the bundled avatar)")
-    p.add_argument("--aligned", action="store_true", help="--avatar is already an aligned crop: only resize it")
+    p.add_argument("--aligned", action="store_true", help="--avatar is already an aligned crop: only resize it (implies --crop)")
+    p.add_argument("--crop", action="store_true",
+                   help="show the model's aligned face crop instead of the whole photo (default avatar and uploads)")
+    p.add_argument("--size", type=int, default=512, metavar="PX",
+                   help="long side of the whole-photo video in pixels (default 512, real time on a 2-core CPU)")
     p.add_argument("--max-sessions", type=int, default=8, help="concurrent page connections (default 8)")
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL (repeatable); none by default, so no traffic leaves this network")
@@ -44,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import RealtimeSDAError
     from ..server import AvatarServer, Limits, ServerConfig, load_still
+    from ..server.stills import default_photo
 
     if args.audio_prefetch < 0:
         raise RealtimeSDAError(f"--audio-prefetch must be 0 or more, got {args.audio_prefetch}")
@@ -58,18 +63,22 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         model.set_inference_dtype(torch.bfloat16)
-    still = load_still(args.avatar, model.config, aligned=args.aligned)
+    crop = args.crop or args.aligned
+    if not crop and args.size < 16:
+        raise RealtimeSDAError(f"--size must be at least 16 pixels, got {args.size}")
+    still = load_still(args.avatar, model.config, aligned=args.aligned) if crop else None
+    photo = None if crop else default_photo(args.avatar)
     config = ServerConfig(
         host=args.host, port=args.port, ice_servers=list(args.ice_server), token=args.token,
         limits=Limits(max_sessions=args.max_sessions, allowed_origins=frozenset(args.allow_origin)),
         broadcast=args.broadcast, broadcast_audio=Path(args.broadcast_audio) if args.broadcast_audio else None,
         lookahead_ms=args.lookahead_ms, audio_prefetch=args.audio_prefetch,
-        playout_margin_ms=args.playout_margin_ms,
+        playout_margin_ms=args.playout_margin_ms, photo=not crop, photo_size=args.size,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     async def main() -> None:
-        async with AvatarServer(model, config, still) as server:
+        async with AvatarServer(model, config, still, default_photo=photo) as server:
             query = f"?token={args.token}" if args.token else ""
             print(f"realtime-sda: open http://{args.host}:{server.port}/{query} (Ctrl-C stops)", flush=True)
             await asyncio.Event().wait()

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import RealtimeSDAError, require
 from .client import Client
+from .stills import Avatar
 from .security import Limits, host_allowed, origin_allowed, token_matches
 from .signaling import SignalingError, error_message, parse_message
 from .static import WEB_CLIENT_DIR, static_response
@@ -63,19 +64,29 @@ class ServerConfig:
     #: later when a frame comes closer than 5 ms to its slot and earlier again after 10 s of
     #: frames all early by more than 1.5x this. 10 ms suits a quiet server; a busy CPU adapts
     playout_margin_ms: float = 10.0
+    #: show the whole photo (uploads and the default avatar photo), the face moving in it;
+    #: False: the model's aligned crop, as before
+    photo: bool = True
+    #: long side of the whole-photo frames, pixels (512 stays real time on a 2-core CPU)
+    photo_size: int | None = 512
 
 
 class AvatarServer:
     """``async with AvatarServer(model, config, default_still) as server: ...`` (or
-    ``await start()`` / ``await stop()``). ``server.port`` is the bound port."""
+    ``await start()`` / ``await stop()``). ``server.port`` is the bound port.
 
-    def __init__(self, model: Any, config: ServerConfig, default_still: Any = None) -> None:
+    The default avatar: ``default_photo`` (a photo, prepared at start: the whole photo when
+    ``config.photo``, else its crop) or ``default_still`` (the model's input, shown as the crop).
+    """
+
+    def __init__(self, model: Any, config: ServerConfig, default_still: Any = None, default_photo: Any = None) -> None:
         self.model = model
         self.config = config
         self.limits = config.limits
         self.ice_servers = list(config.ice_servers)
         self.lookahead_ms = config.lookahead_ms
-        self.default_still = default_still
+        self.default_avatar: Avatar | None = Avatar(default_still) if default_still is not None else None
+        self._default_photo = default_photo
         self.clients: set[Client] = set()
         self.broadcast: Any = None
         self.worker: Any = None
@@ -98,12 +109,14 @@ class AvatarServer:
             self._undo_ice = restrict_ice_to(ice)  # undone in stop()
         self.worker = InferenceWorker(self.model, max_batch=self.config.max_batch, num_threads=self._torch_threads())
         await self.worker.start()
+        if self._default_photo is not None:
+            self.default_avatar = await self.make_avatar(self._default_photo)
         if self.config.broadcast or self.config.broadcast_audio is not None:
-            if self.default_still is None:
+            if self.default_avatar is None:
                 raise RealtimeSDAError("a broadcast needs an avatar: pass --avatar IMAGE")
             from .broadcast import Broadcast
 
-            session = await self.worker.open_session(self.default_still, seed=None, lookahead_ms=self.lookahead_ms)
+            session = await self.open_session(self.default_avatar)
             self.broadcast = Broadcast(session, self.config.broadcast_audio)
             self.broadcast.start()
         self._server = await ws_server.serve(
@@ -154,12 +167,20 @@ class AvatarServer:
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
 
-    def prepare_still(self, rgb: np.ndarray) -> Any:
-        """An uploaded photo -> the model's (1, 3, H, W) input (face alignment; may raise
-        FaceNotFoundError). Runs in a worker thread."""
+    async def make_avatar(self, image: Any) -> Avatar:
+        """A photo (path or RGB array) -> its :class:`Avatar` (may raise FaceNotFoundError).
+        Detection runs off the event loop, the model's rest pose on the inference thread."""
+        if self.config.photo:
+            renderer, still = await self.worker.prepare_photo(image, size=self.config.photo_size)
+            return Avatar(still, renderer)
         from ..media.face import prepare_still
 
-        return prepare_still(rgb, self.model.config, aligned=False)
+        return Avatar(await asyncio.to_thread(prepare_still, image, self.model.config))
+
+    async def open_session(self, avatar: Avatar) -> Any:
+        """A live session showing ``avatar``."""
+        return await self.worker.open_session(avatar.still, seed=None, lookahead_ms=self.lookahead_ms,
+                                              renderer=avatar.renderer)
 
     # ---- HTTP ----------------------------------------------------------------------------
     def _process_request(self, connection: Any, request: Any) -> Any:

@@ -14,6 +14,7 @@ from ..errors import FaceNotFoundError, ImageDecodeError, RealtimeSDAError
 from .broadcast import FrameHub
 from .peer import PeerSession
 from .security import decode_image
+from .stills import Avatar
 from .signaling import Message, SignalingError, encode, error_message, parse_message
 from ..streaming.tasks import cancel_and_wait
 
@@ -36,7 +37,7 @@ class Client:
         self.ws = ws
         self.id = next(_ids)
         self.name = f"client{self.id}"
-        self.still: "torch.Tensor | None" = None
+        self.avatar: Avatar | None = None  # the client's own photo, once it sent one
         self.peer: PeerSession | None = None
         self.session: Any = None
         self.hub: FrameHub | None = None
@@ -52,10 +53,12 @@ class Client:
         cfg = self.server.model.config
         own = 1000.0 * cfg.lookahead_samples / cfg.audio_rate
         lookahead = own if self.server.lookahead_ms is None else min(float(self.server.lookahead_ms), own)
+        default = self.server.default_avatar
+        h, w = default.size(cfg) if default is not None else tuple(cfg.img_size)
         await self.send(encode(
-            "ready", video_rate=float(cfg.video_rate), width=cfg.img_size[1], height=cfg.img_size[0],
+            "ready", video_rate=float(cfg.video_rate), width=w, height=h,
             lookahead_ms=round(lookahead, 1),
-            broadcast=self.server.broadcast is not None, has_avatar=self.server.default_still is not None,
+            broadcast=self.server.broadcast is not None, has_avatar=default is not None,
         ))
         self._stats_task = asyncio.get_running_loop().create_task(self._stats(), name=f"{self.name}-stats")
         async for raw in self.ws:
@@ -81,11 +84,17 @@ class Client:
                 await self.send(error_message("internal", f"the server could not handle that ({type(exc).__name__})"))
 
     async def _on_photo(self, data: bytes) -> None:
-        # decoding and face alignment take tens of ms: off the event loop (other sessions)
-        limits, prepare = self.server.limits, self.server.prepare_still
-        self.still = await asyncio.to_thread(lambda: prepare(decode_image(data, limits)))
-        h, w = self.server.model.config.img_size
+        # decoding and face detection take tens of ms: off the event loop (other sessions)
+        limits = self.server.limits
+        rgb = await asyncio.to_thread(decode_image, data, limits)
+        self.avatar = await self.server.make_avatar(rgb)
+        h, w = self.avatar.size(self.server.model.config)
         await self.send(encode("avatar", width=w, height=h))
+
+    @property
+    def still(self) -> "torch.Tensor | None":
+        """The model's input of the client's own photo (None before one was sent)."""
+        return self.avatar.still if self.avatar is not None else None
 
     async def _on_message(self, msg: Message) -> None:
         if msg.type == "ping":
@@ -105,8 +114,8 @@ class Client:
             if server.broadcast is None:
                 raise SignalingError("no_broadcast", "no broadcast is running on this server: use your microphone instead")
         else:
-            still = self.still if self.still is not None else server.default_still
-            if still is None:
+            avatar = self.avatar if self.avatar is not None else server.default_avatar
+            if avatar is None:
                 raise SignalingError("no_avatar", "choose a photo first: this server has no default avatar")
         peer = PeerSession(server.ice_servers, float(server.model.config.video_rate), self.name,
                            audio_prefetch=server.config.audio_prefetch,
@@ -118,7 +127,8 @@ class Client:
             server.broadcast.hub.add(peer.feed)
             self.hub, self.watching = server.broadcast.hub, True
         else:
-            self.session = await server.worker.open_session(still, seed=None, lookahead_ms=server.lookahead_ms)
+            assert avatar is not None
+            self.session = await server.open_session(avatar)
             self.hub = FrameHub(self.session, self.name)
             self.hub.add(peer.feed)
             self.hub.start()
