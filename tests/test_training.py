@@ -117,3 +117,17 @@ def test_config_errors_are_clear(corpus, tmp_path, capsys):
     bad.write_text("{not json")
     assert main(["train", str(bad)]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_model_settings_left_out_come_from_the_dataset(corpus):
+    """A config without img_size / audio_rate / video_rate takes them from meta.json."""
+    from realtime_sda.training.dataset import read_meta
+
+    meta = read_meta(corpus)
+    cfg = TrainConfig.from_dict({"data": str(corpus), "model": {"width": 0.125}})
+    mcfg = cfg.model_config(np.asarray(meta["mean_face"]))
+    assert tuple(mcfg.img_size) == tuple(meta["img_size"]) and mcfg.audio_rate == meta["audio_rate"]
+    assert float(mcfg.video_rate) == float(meta["fps"])
+    assert mcfg.audio_feat_samples == int(round(meta["audio_rate"] * 0.2))
+    given = TrainConfig.from_dict({"data": str(corpus), "model": {"audio_rate": 8000}})
+    assert given.model_config(np.asarray(meta["mean_face"])).audio_rate == 8000  # what is given wins

@@ -13,7 +13,8 @@ from ..errors import TrainConfigError
 
 __all__ = ["TrainConfigError", "TrainConfig", "MODEL_FIELDS"]
 
-#: SDAConfig fields a training config may set (mean_face comes from the dataset).
+#: SDAConfig fields a training config may set (mean_face comes from the dataset; img_size,
+#: audio_rate and video_rate, when not set, too: see :meth:`TrainConfig.model_config`).
 MODEL_FIELDS = (
     "img_size", "audio_rate", "video_rate", "audio_feat_len", "audio_feat_samples", "id_enc_dim",
     "rnn_gen_dim", "aud_enc_dim", "aux_latent", "sequential_noise", "width",
@@ -60,11 +61,33 @@ class TrainConfig:
     train_split: str = "train"
     max_minutes: float = 0.0  # stop (after a checkpoint) when this much wall time has passed
 
+    def dataset_model_settings(self) -> dict[str, Any]:
+        """The model settings the dataset fixes, from its ``meta.json``: ``img_size``,
+        ``audio_rate`` and ``video_rate`` (its ``fps``); empty when ``data`` has none."""
+        meta_path = Path(self.data) / "meta.json" if self.data else None
+        if meta_path is None or not meta_path.is_file():
+            return {}
+        from .dataset import read_meta
+
+        meta = read_meta(self.data)
+        out: dict[str, Any] = {}
+        if "img_size" in meta:
+            out["img_size"] = [int(v) for v in meta["img_size"]]
+        if "audio_rate" in meta:
+            out["audio_rate"] = int(meta["audio_rate"])
+        if "fps" in meta:
+            fps = float(meta["fps"])
+            out["video_rate"] = int(fps) if fps.is_integer() else fps
+        return out
+
     def model_config(self, mean_face: Any) -> SDAConfig:
+        """The model's :class:`SDAConfig`: the ``model`` settings given, and for those left
+        out, the dataset's (``img_size``, ``audio_rate``, ``video_rate`` from its
+        ``meta.json``; ``mean_face`` is passed in from it), then SDAConfig's defaults."""
         unknown = sorted(set(self.model) - set(MODEL_FIELDS))
         if unknown:
             raise TrainConfigError(f"unknown model setting(s) {unknown}; allowed: {list(MODEL_FIELDS)}")
-        values = dict(self.model)
+        values = {**self.dataset_model_settings(), **self.model}
         if "audio_rate" in values and "audio_feat_samples" not in values:
             values["audio_feat_samples"] = int(round(values["audio_rate"] * values.get("audio_feat_len", 0.2)))
         try:
