@@ -2,9 +2,9 @@
 :class:`~realtime_sda.streaming.VideoFrame` objects and paced by one shared clock.
 
 Both tracks map the master clock (model-rate audio samples, ``VideoFrame.pts * time_base``)
-to the wall clock through one :class:`PlayoutClock`, so a frame and its own audio period are sent
-at the same moment with timestamps from the same master time: the browser's RTCP-based lip
-sync then plays them together. Frames wait in a small bounded queue (drop-oldest); a frame
+to the wall clock through one :class:`~.playout.PlayoutClock` (which makes the playout
+decisions), so a frame and its own audio period are sent at the same moment with timestamps
+from the same master time: the browser's RTCP-based lip sync then plays them together. Frames wait in a small bounded queue (drop-oldest); a frame
 that is late while a newer one waits is dropped, never delayed (when even the newest is
 late the playout clock slips, and it catches up again once frames come early). Audio is
 gap-free: periods that did not arrive in time are sent as silence.
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import require
+from .playout import DEFAULT_MARGIN_S, MIN_SLACK_S, PlayoutClock
 
 av = require("av", "server", "The WebRTC server")
 soxr = require("soxr", "server", "The WebRTC server")
@@ -33,84 +34,10 @@ __all__ = ["PlayoutClock", "ViewerFeed", "AvatarVideoTrack", "AvatarAudioTrack",
 OUT_AUDIO_RATE = 48000  # Opus
 VIDEO_CLOCK = 90000  # RTP video clock
 AUDIO_PTIME_SAMPLES = OUT_AUDIO_RATE // 50  # 20 ms
-DEFAULT_MARGIN_S = 0.010
-MIN_SLACK_S = 0.005  # a frame arriving closer than this to its slot (or after it) moves playback later
 
 
 def _master_seconds(frame: Any) -> float:
     return float(frame.pts * frame.time_base)
-
-
-class PlayoutClock:
-    """Maps master time to wall time for one viewer (shared by its audio and video track).
-
-    Output time ``tau = master + shift``; media with output time ``tau`` is sent at
-    ``origin + tau`` (monotonic seconds). The playout delay adapts both ways:
-
-    - a frame arriving less than ``MIN_SLACK_S`` before its slot moves playback later
-      (``slip``: its audio came (nearly) too late for its first packet; e.g. the first frame,
-      which fixed the mapping, came early, or the producer fell behind after a stall), so it
-      settles at the latest arrivals plus the margin;
-    - frames arriving consistently early (for ``window`` frames, by more than the margin plus
-      ``reclaim_s``) move it earlier again (``observe``), skipping that much media, so a
-      transient stall does not leave the latency raised for good.
-
-    ``shift`` starts at ``base_s`` so it can shrink without output times going negative.
-    """
-
-    def __init__(self, margin_s: float = 0.04, period_s: float = 0.04, window: int = 50, base_s: float = 1.0,
-                 reclaim_s: float | None = None) -> None:
-        self.margin_s = margin_s
-        self.period_s = period_s
-        #: how much more than the margin every frame of the window must be early by before
-        #: playback moves earlier (default: one period)
-        self.reclaim_s = period_s if reclaim_s is None else reclaim_s
-        self.base_s = base_s
-        self.origin: float | None = None
-        self.shift = base_s
-        self.slips = 0
-        self.reclaims = 0
-        self._slack: deque[float] = deque(maxlen=window)
-        self.anchored = asyncio.Event()
-
-    def anchor(self, master_s: float) -> None:
-        """Fix the mapping at the first frame: it is sent ``margin_s`` from now."""
-        if self.origin is None:
-            self.origin = time.monotonic() + self.margin_s - master_s - self.shift
-            self.anchored.set()
-
-    @property
-    def delay_s(self) -> float:
-        """Playout delay added on top of the producer's schedule (margin + adaptations)."""
-        return self.margin_s + self.shift - self.base_s
-
-    def due(self, master_s: float) -> float:
-        assert self.origin is not None
-        return self.origin + master_s + self.shift
-
-    def output_time(self, master_s: float) -> float:
-        return master_s + self.shift
-
-    def slip(self, lateness_s: float) -> None:
-        """Move playback later by ``lateness_s`` plus the margin."""
-        self.shift += lateness_s + self.margin_s
-        self.slips += 1
-        self._slack.clear()
-
-    def advance(self, early_s: float) -> None:
-        """Move playback earlier by up to ``early_s`` (media after a jump arrives early)."""
-        self.shift -= min(max(early_s, 0.0), self.shift)
-        self.reclaims += 1
-        self._slack.clear()
-
-    def observe(self, slack_s: float) -> None:
-        """Record how early a frame arrived (its slot minus its arrival); reclaim delay when
-        every frame of the window came early by more than margin + ``reclaim_s``."""
-        self._slack.append(slack_s)
-        if len(self._slack) == self._slack.maxlen:
-            excess = min(self._slack) - self.margin_s
-            if excess > self.reclaim_s:
-                self.advance(excess)
 
 
 class ViewerFeed:
@@ -206,20 +133,10 @@ class AvatarVideoTrack(MediaStreamTrack):
             clock.anchor(master)
             if round(clock.output_time(master) * VIDEO_CLOCK) <= self._last_pts:
                 continue  # stale: a frame at or before one already sent
-            lateness = time.monotonic() - clock.due(master)
-            if lateness > self.period_s:
-                if self.feed.video:
-                    self.dropped_late += 1  # late and a newer frame waits: drop it, never delay
-                    continue
-                clock.slip(lateness)  # even the newest frame is late: the producer fell behind
-            elif clock.due(master) - arrival < MIN_SLACK_S:
-                clock.slip(arrival - clock.due(master))  # its audio (nearly) missed its slot: play later
-            else:
-                clock.observe(clock.due(master) - arrival)
-            wait = clock.due(master) - time.monotonic()
-            if wait > clock.margin_s + self.period_s:
-                clock.advance(wait - clock.margin_s)  # far too early (the producer jumped): catch up
-                wait = clock.due(master) - time.monotonic()
+            wait = clock.place(master, arrival, self.period_s, newer_waiting=bool(self.feed.video))
+            if wait is None:
+                self.dropped_late += 1
+                continue
             if wait > 0:
                 await asyncio.sleep(wait)
             pts = round(clock.output_time(master) * VIDEO_CLOCK)

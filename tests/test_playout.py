@@ -1,0 +1,55 @@
+"""PlayoutClock.place on an injected clock: the playout decisions without media or sleeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from realtime_sda.server.playout import PlayoutClock
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(margin: float = 0.02, period: float = 0.04) -> tuple[PlayoutClock, FakeTime]:
+    now = FakeTime()
+    clock = PlayoutClock(margin_s=margin, period_s=period, window=3, now=now)
+    clock.anchor(0.0)
+    return clock, now
+
+
+def test_on_time_frame_waits_for_its_slot() -> None:
+    clock, now = make()
+    assert clock.place(0.0, arrival=now.t, late_s=0.04, newer_waiting=False) == pytest.approx(0.02)
+    assert clock.slips == 0
+
+
+def test_late_frame_is_dropped_when_a_newer_one_waits_else_playback_slips() -> None:
+    clock, now = make()
+    now.t += 0.1  # frame 0 is 80 ms past its slot
+    assert clock.place(0.0, arrival=now.t, late_s=0.04, newer_waiting=True) is None
+    assert clock.slips == 0
+    wait = clock.place(0.0, arrival=now.t, late_s=0.04, newer_waiting=False)
+    assert clock.slips == 1 and wait == pytest.approx(0.02)  # moved later by lateness + margin
+
+
+def test_frame_that_nearly_missed_its_slot_moves_playback_later() -> None:
+    clock, now = make()
+    due = clock.due(0.04)
+    now.t = due - 0.001
+    clock.place(0.04, arrival=now.t, late_s=0.04, newer_waiting=False)
+    assert clock.slips == 1 and clock.delay_s == pytest.approx(0.02 + 0.02 - 0.001)
+
+
+def test_consistently_early_frames_reclaim_delay_and_far_early_ones_catch_up() -> None:
+    clock, now = make(margin=0.02)
+    clock.slip(0.2)  # a stall raised the delay
+    for i in range(3):  # every frame of the window arrives 0.2 s early
+        master = 0.04 * i
+        now.t = clock.due(master) - 0.2
+        clock.place(master, arrival=now.t, late_s=0.04, newer_waiting=False)
+    assert clock.reclaims >= 1 and clock.delay_s < 0.1
