@@ -1,5 +1,6 @@
-"""The training loop, top to bottom: data, networks, optimizers, resume, then for each step a
-discriminator update and a generator update; metrics, samples and checkpoints at intervals.
+"""The training loop: :func:`setup` (data, networks, optimizers, resume), :func:`train_step`
+(a discriminator update and a generator update) and bookkeeping (metrics, samples and
+checkpoints at intervals); :func:`train` runs them.
 
 Files in the output directory:
 
@@ -18,8 +19,9 @@ import os
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from .losses import Discriminators, blink_code_loss, discriminator_losses, gener
 from .sequence_disc import SequenceDiscriminator
 from .sync_disc import SyncDiscriminator
 
-__all__ = ["train", "build_discriminators", "save_sample_grid"]
+__all__ = ["train", "setup", "train_step", "TrainingRun", "build_discriminators", "save_sample_grid"]
 
 
 def build_discriminators(cfg: TrainConfig, model: SDAModel) -> Discriminators:
@@ -164,11 +166,29 @@ def _init_from(model: SDAModel, name: str) -> None:
             ) from None
 
 
-def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
-    """Train (or resume training) as ``cfg`` says; returns the path of the last checkpoint."""
-    from tqdm import tqdm
+@dataclass
+class TrainingRun:
+    """Everything one training run holds between steps (made by :func:`setup`)."""
 
-    # ---- set-up: device, data, networks, optimizers --------------------------------------
+    cfg: TrainConfig
+    device: torch.device
+    model: SDAModel
+    d: Discriminators
+    opts: dict[str, torch.optim.Optimizer]
+    scaler: Any  # torch.amp.GradScaler
+    ds: ClipDataset
+    gen: torch.Generator  # batches, sync slices and blink noise draw from it, in that order
+    out: Path
+    step: int
+    weights: dict[str, float]
+    tau: float | None  # blink onset threshold (None: blinks are learnt only adversarially)
+    eyes: Any  # eye box for the eye L1 (None: off)
+    sample_clip: str
+    started: float = field(default_factory=time.monotonic)
+
+
+def setup(cfg: TrainConfig) -> TrainingRun:
+    """Device, data, networks, optimizers; resumes from ``cfg.out`` when it holds a run."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -215,68 +235,88 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
         _init_from(model, cfg.init_from)
     tau = onset_threshold(cfg.blink_rate, float(mcfg.video_rate), NOISE_STD) if cfg.blink_rate > 0 else None
     eyes = eye_box(mcfg.mean_face, mcfg.img_size) if cfg.w_l1_eyes > 0 else None
-    sample_clip = ds.clips[0].id
     weights = {"g_frame": cfg.w_frame, "g_seq": cfg.w_seq, "g_sync": cfg.w_sync, "l1": cfg.w_l1, "l1_face": cfg.w_l1_face,
                "l1_eyes": cfg.w_l1_eyes, "blink_code": cfg.w_blink_code}
-    started = time.monotonic()
-    log = (out / "metrics.jsonl").open("a")
-    bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress, desc="train", unit="step")
+    return TrainingRun(cfg, device, model, d, opts, scaler, ds, gen, out, step, weights, tau, eyes, ds.clips[0].id)
 
-    # ---- the loop ---------------------------------------------------------------------------
+
+def train_step(run: TrainingRun) -> dict[str, torch.Tensor]:
+    """One step: a batch, a discriminator update, a generator update. Returns the losses
+    (``g_total`` and every discriminator and generator term); ``run.step`` counts it."""
+    cfg, mcfg, device, opts, scaler, gen = run.cfg, run.model.config, run.device, run.opts, run.scaler, run.gen
+    batch = _batch(run.ds, cfg.batch_size, gen, device)
+    still, real, windows = batch["still"], batch["frames"], batch["windows"]
+    s = sync_slices(cfg.clip_frames, cfg.sync_frames, mcfg.stride, mcfg.pad_left, gen)
+    noise = explained = None
+    if run.tau is not None:  # noise that explains the real blinks (blinks.py)
+        noise = blink_noise(batch["onsets"], batch["blinks_known"], mcfg.aux_latent, NOISE_STD, run.tau, gen)
+        explained = batch["explained"]
+    codes: dict[str, torch.Tensor] = {}
+    with _autocast(device, cfg.amp):
+        fake = generate_train(run.model, still, windows, noise, codes)
+
+    # discriminators: real vs generated (and, for sync, vs off-sync audio)
+    for opt in opts.values():
+        opt.zero_grad(set_to_none=True)
+    with _autocast(device, cfg.amp):
+        d_losses = discriminator_losses(run.d, still, real, fake, windows, s)
+    scaler.scale(sum(d_losses.values())).backward()
+    for name in ("frame", "seq", "sync"):
+        scaler.step(opts[name])
+
+    # generator: fool every discriminator, and reconstruct the lower face (L1)
+    for opt in opts.values():
+        opt.zero_grad(set_to_none=True)
+    with _autocast(device, cfg.amp):
+        g_losses = generator_losses(run.d, still, real, fake, windows, s, explained, run.eyes)
+        if explained is not None and cfg.w_blink_code > 0:
+            g_losses["blink_code"] = blink_code_loss(codes["noise"], batch["closure"], explained * batch["blinks_known"][:, None])
+        g_total = sum(run.weights[k] * v for k, v in g_losses.items())
+    scaler.scale(g_total).backward()
+    scaler.step(opts["gen"])
+    scaler.update()
+    run.step += 1
+    return {"g_total": g_total, **d_losses, **g_losses}  # type: ignore[dict-item]
+
+
+def _bookkeep(run: TrainingRun, losses: dict[str, torch.Tensor], log: IO[str], bar: Any) -> bool:
+    """Metrics, samples, checkpoints and the time budget after a step; True: stop now."""
+    cfg, step = run.cfg, run.step
+    if step % cfg.log_every == 0 or step == 1:
+        row: dict[str, float] = {"step": step, "time": round(time.monotonic() - run.started, 2)}
+        row.update({k: round(float(v.detach()), 5) for k, v in losses.items()})
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        bar.set_postfix(l1=f"{row['l1']:.4f}", d_frame=f"{row['d_frame']:.3f}")
+    out_of_time = cfg.max_minutes > 0 and time.monotonic() - run.started > cfg.max_minutes * 60
+    if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+        png = run.out / "samples" / f"step_{step:06d}.png"
+        save_sample_grid(run.model, cfg.data, run.sample_clip, png, video=png.with_suffix(".mp4"))
+    if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+        _save_run(run)
+    return out_of_time
+
+
+def _save_run(run: TrainingRun) -> None:
+    _save(run.out, run.cfg, run.model, run.d, run.opts, run.step, run.gen, run.ds)
+
+
+def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
+    """Train (or resume training) as ``cfg`` says; returns the path of the last checkpoint."""
+    from tqdm import tqdm
+
+    run = setup(cfg)
+    log = (run.out / "metrics.jsonl").open("a")
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not show_progress, desc="train", unit="step")
     try:
-        while step < cfg.steps:
-            batch = _batch(ds, cfg.batch_size, gen, device)
-            still, real, windows = batch["still"], batch["frames"], batch["windows"]
-            s = sync_slices(cfg.clip_frames, cfg.sync_frames, mcfg.stride, mcfg.pad_left, gen)
-            noise = explained = None
-            if tau is not None:  # noise that explains the real blinks (blinks.py)
-                noise = blink_noise(batch["onsets"], batch["blinks_known"], mcfg.aux_latent, NOISE_STD, tau, gen)
-                explained = batch["explained"]
-            codes: dict[str, torch.Tensor] = {}
-            with _autocast(device, cfg.amp):
-                fake = generate_train(model, still, windows, noise, codes)
-
-            # discriminators: real vs generated (and, for sync, vs off-sync audio)
-            for opt in opts.values():
-                opt.zero_grad(set_to_none=True)
-            with _autocast(device, cfg.amp):
-                d_losses = discriminator_losses(d, still, real, fake, windows, s)
-            scaler.scale(sum(d_losses.values())).backward()
-            for name in ("frame", "seq", "sync"):
-                scaler.step(opts[name])
-
-            # generator: fool every discriminator, and reconstruct the lower face (L1)
-            for opt in opts.values():
-                opt.zero_grad(set_to_none=True)
-            with _autocast(device, cfg.amp):
-                g_losses = generator_losses(d, still, real, fake, windows, s, explained, eyes)
-                if explained is not None and cfg.w_blink_code > 0:
-                    g_losses["blink_code"] = blink_code_loss(codes["noise"], batch["closure"], explained * batch["blinks_known"][:, None])
-                g_total = sum(weights[k] * v for k, v in g_losses.items())
-            scaler.scale(g_total).backward()
-            scaler.step(opts["gen"])
-            scaler.update()
-            step += 1
+        while run.step < cfg.steps:
+            losses = train_step(run)
             bar.update(1)
-
-            # bookkeeping: metrics, samples, checkpoints, time budget
-            if step % cfg.log_every == 0 or step == 1:
-                row = {"step": step, "time": round(time.monotonic() - started, 2), "g_total": round(float(g_total.detach()), 5)}
-                row.update({k: round(float(v.detach()), 5) for k, v in {**d_losses, **g_losses}.items()})
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                bar.set_postfix(l1=f"{row['l1']:.4f}", d_frame=f"{row['d_frame']:.3f}")
-            out_of_time = cfg.max_minutes > 0 and time.monotonic() - started > cfg.max_minutes * 60
-            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-                png = out / "samples" / f"step_{step:06d}.png"
-                save_sample_grid(model, cfg.data, sample_clip, png, video=png.with_suffix(".mp4"))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-                _save(out, cfg, model, d, opts, step, gen, ds)
-            if out_of_time:
+            if _bookkeep(run, losses, log, bar):
                 break
     finally:
         bar.close()
         log.close()
-    if not (out / "last.pt").is_file() or step % cfg.checkpoint_every:
-        _save(out, cfg, model, d, opts, step, gen, ds)
-    return out / "last.pt"
+    if not (run.out / "last.pt").is_file() or run.step % cfg.checkpoint_every:
+        _save_run(run)
+    return run.out / "last.pt"
