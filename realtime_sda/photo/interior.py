@@ -67,9 +67,10 @@ def draw_interior(
     left, right = inner[0], inner[4]
     top, bottom = inner[1:4].mean(0), inner[5:8].mean(0)
     gap = float(np.linalg.norm(bottom - top))
-    teeth_px = 0.05 * iod  # upper teeth showing under the lip, a fraction of the eye distance
-    teeth_frac = min(0.4, teeth_px / max(gap, 1e-6))
-    lower_frac = float(np.clip((gap - 0.12 * iod) / max(gap, 1e-6), 0.0, 0.25))
+    # upper teeth show under the lip, lower teeth only when the mouth opens wide (fractions
+    # of the opening); the dark cavity is most of it, as in speech
+    teeth_frac = min(0.3, 0.035 * iod / max(gap, 1e-6))
+    lower_frac = float(np.clip((gap - 0.2 * iod) / max(gap, 1e-6), 0.0, 0.15))
     patch = _patch(colours, teeth_frac, lower_frac)
     n = float(_PATCH)
     a = (right - left) / n  # patch x runs from corner to corner

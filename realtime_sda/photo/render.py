@@ -37,6 +37,9 @@ _LOWER = {57: 0.78, 56: 0.74, 58: 0.74, 55: 0.55, 59: 0.55, 66: 0.78, 65: 0.72, 
 _UPPER = {51: -0.2, 50: -0.18, 52: -0.18, 49: -0.1, 53: -0.1, 62: -0.22, 61: -0.2, 63: -0.2}
 _CORNERS = {48: 0.3, 54: 0.3, 60: 0.3, 64: 0.3}
 _LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
+#: the opening beyond rest (eye distances) approaches this as the model's opening passes its
+#: usual (p90) width for the face: wider reads as another person, narrower as a mumble
+_SPAN = 0.22
 _REST_GAP = 0.04  # lips parted at rest at most this much of the eye distance (photos that smile keep a little)
 
 
@@ -60,29 +63,48 @@ class NeutralFace:
     width: float
     eyes: float
     eye_distance: float
+    #: how far this face opens its mouth in speech (p90 of the opening over a fixed
+    #: syllable signal, in eye distances): the model opens some faces twice as wide as
+    #: others, so the photo's motion is scaled by it
+    opening_scale: float = 0.1
 
     @classmethod
-    def from_landmarks(cls, marks: np.ndarray) -> "NeutralFace":
+    def from_landmarks(cls, marks: np.ndarray, opening_scale: float = 0.1) -> "NeutralFace":
         m = np.asarray(marks, dtype=np.float64)
         return cls(float(mouth_gap(m)), float(mouth_width(m)), float(eye_aspect_ratio(m[None])[0]),
-                   float(np.linalg.norm(m[45] - m[36])))
+                   float(np.linalg.norm(m[45] - m[36])), float(opening_scale))
+
+
+def calibration_audio(rate: int, seconds: float = 3.0) -> np.ndarray:
+    """A fixed speech-like signal: voiced syllables (a 120 Hz voice with harmonics) about
+    four a second with short pauses, float32 mono at ``rate``; the same for every photo."""
+    t = np.arange(int(rate * seconds)) / rate
+    voice = sum(np.sin(2 * np.pi * 120.0 * k * t) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(np.pi * 4.0 * t), 0.0, None) ** 2 * (0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t))
+    return (0.25 * envelope * voice).astype(np.float32)
 
 
 def neutral_face(model: "SDAModel", still: "torch.Tensor", landmarker: CropLandmarker, frames: int = 12) -> NeutralFace:
-    """The model's frames for silence (seed 0) from ``still`` (1, 3, H, W), measured: the
-    median landmarks give the face at rest."""
+    """The model's face at rest and how far it opens its mouth, for ``still`` (1, 3, H, W):
+    its frames (seed 0) for ``frames`` of silence (median landmarks: the rest pose), then for
+    :func:`calibration_audio` (the opening's p90: the scale of its motion)."""
     import torch
 
     from ..core.noise import NoiseSource
+    from ..media.audio import window_segments
     from ..media.image import frames_to_uint8
 
     cfg = model.config
-    windows = torch.zeros(1, frames, cfg.audio_feat_samples, device=model.device)
-    noise = NoiseSource(cfg.aux_latent, 0).next(frames)[None].to(model.device)
+    speech = torch.cat(window_segments(calibration_audio(cfg.audio_rate), cfg))
+    windows = torch.cat([torch.zeros(frames, cfg.audio_feat_samples), speech])[None].to(model.device)
+    noise = NoiseSource(cfg.aux_latent, 0).next(windows.shape[1])[None].to(model.device)
     with torch.no_grad():
         video = model.generate(still.to(model.device), windows, noise)[0]
-    images = frames_to_uint8(video.permute(0, 2, 3, 1))
-    return NeutralFace.from_landmarks(np.median(np.stack([landmarker(f) for f in images]), axis=0))
+    marks = np.stack([landmarker(f) for f in frames_to_uint8(video.permute(0, 2, 3, 1))])
+    rest = NeutralFace.from_landmarks(np.median(marks[:frames], axis=0))
+    opening = (mouth_gap(marks[frames:]) - rest.gap) / rest.eye_distance
+    scale = max(float(np.percentile(opening, 90)), 0.02)
+    return NeutralFace.from_landmarks(np.median(marks[:frames], axis=0), opening_scale=scale)
 
 
 class PhotoRenderer:
@@ -122,7 +144,7 @@ class PhotoRenderer:
         distances). At rest the lips close (up to a small rest gap for smiling photos)."""
         p, d = self.rig.landmarks, self.rig.eye_distance
         rest = min(self._photo_gap, _REST_GAP)
-        gap = max(0.0, rest + self.gain * pose.opening)
+        gap = max(0.0, rest + _SPAN * np.tanh(self.gain * pose.opening / self.neutral.opening_scale))
         extra = gap - self._photo_gap  # how much further the lips part than in the photo
         q = p.copy()
         for table in (_LOWER, _UPPER, _CORNERS, _JAW):
@@ -184,7 +206,9 @@ class PhotoRenderer:
         mask = np.zeros(shape, np.float32)
         cv2.fillPoly(mask, [np.round(box * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
         k = 2 * max(1, int(round(rig.eye_distance * 0.015))) + 1
-        alpha = min(1.0, open_beyond / 0.05)
+        # fades in over 0.05 eye distances for a closed mouth (whose stretched seam must be
+        # covered), slowly where the photo shows its own teeth (they carry the person)
+        alpha = min(1.0, open_beyond / (0.05 if self._photo_gap < 0.03 else 0.15))
         mask = cv2.GaussianBlur(mask, (k, k), 0)[..., None] * alpha
         fill = draw_interior(rig.colours, box, rig.eye_distance, shape)
         patch = region[lo[1] : hi[1], lo[0] : hi[0]].astype(np.float32)
