@@ -19,11 +19,14 @@ import torch
 from .audio import audio_rate_of, resample, to_float_mono
 from ..errors import RealtimeSDAError
 
-__all__ = ["AAC_RATE", "Mp4Muxer", "VideoWriter", "save_video", "even_size"]
+__all__ = ["AAC_RATE", "DEFAULT_CRF", "Mp4Muxer", "VideoWriter", "save_video", "even_size"]
 
 #: Sample rate of the AAC track (the model rate, e.g. 50 kHz, is not one AAC supports).
 AAC_RATE = 48000
 _AUDIO_BLOCK = 4800
+#: x264 quality (lower is better): 15 keeps a photo's face detail in frames where the mouth
+#: moves (its Laplacian sharpness 0.57 of the photo's at 18, 0.62 at 15, on one portrait)
+DEFAULT_CRF = 15
 
 
 def even_size(height: int, width: int, scale: float | None = None) -> tuple[int, int]:
@@ -57,7 +60,7 @@ class Mp4Muxer:
     blocks are laid end to end. The one place that knows PyAV's encoding calls."""
 
     def __init__(self, path: str | os.PathLike[str], video_rate: float, size: tuple[int, int], audio: bool,
-                 crf: int = 18) -> None:
+                 crf: int = DEFAULT_CRF) -> None:
         import av
 
         self.path = Path(path)
@@ -146,7 +149,7 @@ class VideoWriter:
         audio: Any = None,
         audio_rate: int | None = None,
         scale: float | None = None,
-        crf: int = 18,
+        crf: int = DEFAULT_CRF,
     ) -> None:
         self.path = Path(path)
         self.src_size = (int(frame_size[0]), int(frame_size[1]))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import RealtimeSDAError
-from ...media.video import AAC_RATE, Mp4Muxer
+from ...media.video import AAC_RATE, DEFAULT_CRF, Mp4Muxer
 from ..frames import VideoFrame
 from ..resample import StreamResampler
 from .base import Sink
@@ -31,7 +31,7 @@ class RecorderSink(Sink):
 
     name = "recorder"
 
-    def __init__(self, path: str | os.PathLike[str], crf: int = 18, audio: bool = True, queue_size: int = 1024) -> None:
+    def __init__(self, path: str | os.PathLike[str], crf: int = DEFAULT_CRF, audio: bool = True, queue_size: int = 1024) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
             raise RealtimeSDAError(f"'{self.path}': give a recording file name ending in .mp4")
