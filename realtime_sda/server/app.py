@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ..errors import RealtimeSDAError, require
-from .client import Client
+from .client import Client, ClientContext
 from .stills import Avatar
 from .security import Limits, host_allowed, origin_allowed, token_matches
 from .signaling import SignalingError, error_message, parse_message
@@ -93,6 +93,7 @@ class AvatarServer:
         self._server: Any = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._undo_ice: Any = None
+        self._client_context: ClientContext | None = None
         self.port = config.port
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -119,6 +120,7 @@ class AvatarServer:
             session = await self.open_session(self.default_avatar)
             self.broadcast = Broadcast(session, self.config.broadcast_audio)
             self.broadcast.start()
+        self._client_context = self._make_client_context()
         self._server = await ws_server.serve(
             self._handle, self.config.host, self.config.port,
             process_request=self._process_request, max_size=self.limits.max_message_bytes,
@@ -127,6 +129,22 @@ class AvatarServer:
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("serving on http://%s:%d/", self.config.host, self.port)
         return self
+
+    def _make_client_context(self) -> ClientContext:
+        cfg = self.model.config
+        own = 1000.0 * cfg.lookahead_samples / cfg.audio_rate
+        return ClientContext(
+            limits=self.limits,
+            model_config=cfg,
+            lookahead_ms=own if self.lookahead_ms is None else min(float(self.lookahead_ms), own),
+            default_avatar=self.default_avatar,
+            ice_servers=tuple(self.ice_servers),
+            audio_prefetch=self.config.audio_prefetch,
+            playout_margin_s=self.config.playout_margin_ms / 1000.0,
+            make_avatar=self.make_avatar,
+            open_session=self.open_session,
+            broadcast_hub=lambda: self.broadcast.hub if self.broadcast is not None else None,
+        )
 
     def _torch_threads(self) -> int | None:
         """Torch CPU threads for the inference thread. On CPU, torch's thread pool competing
@@ -247,7 +265,8 @@ class AvatarServer:
             await ws.send(error_message("server_full", f"server full: all {self.limits.max_sessions} sessions are in use, try again later"))
             await ws.close(1013, "server full")
             return
-        client = Client(self, ws)
+        assert self._client_context is not None  # built in start(), before serving
+        client = Client(self._client_context, ws)
         self.clients.add(client)
         try:
             await client.run()

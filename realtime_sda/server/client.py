@@ -8,12 +8,16 @@ import contextlib
 import itertools
 import logging
 import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..errors import FaceNotFoundError, ImageDecodeError, RealtimeSDAError
 from .broadcast import FrameHub
 from .peer import PeerSession
-from .security import decode_image
+from .security import Limits, decode_image
 from .stills import Avatar
 from .signaling import Message, SignalingError, encode, error_message, parse_message
 from ..streaming.tasks import cancel_and_wait
@@ -21,19 +25,44 @@ from ..streaming.tasks import cancel_and_wait
 if TYPE_CHECKING:
     import torch
 
-    from .app import AvatarServer
+    from ..core.config import SDAConfig
 
-__all__ = ["Client"]
+__all__ = ["Client", "ClientContext"]
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class ClientContext:
+    """What a client needs of its server, built once when the server starts (so a client
+    never reaches into the server itself)."""
+
+    limits: Limits
+    model_config: "SDAConfig"
+    #: the lookahead the server's sessions use, ms (announced in ``ready``)
+    lookahead_ms: float
+    default_avatar: Avatar | None
+    ice_servers: tuple[str, ...]
+    audio_prefetch: int | None
+    playout_margin_s: float
+    #: a decoded RGB photo -> its :class:`Avatar` (may raise FaceNotFoundError)
+    make_avatar: Callable[[np.ndarray], Awaitable[Avatar]]
+    #: a live session showing an avatar
+    open_session: Callable[[Avatar], Awaitable[Any]]
+    #: the broadcast's frame hub, None when the server runs no broadcast
+    broadcast_hub: Callable[[], FrameHub | None]
+
+    @property
+    def video_rate(self) -> float:
+        return float(self.model_config.video_rate)
+
+
 class Client:
     """State of one websocket connection (all methods run on the event loop)."""
 
-    def __init__(self, server: "AvatarServer", ws: Any) -> None:
-        self.server = server
+    def __init__(self, context: ClientContext, ws: Any) -> None:
+        self.context = context
         self.ws = ws
         self.id = next(_ids)
         self.name = f"client{self.id}"
@@ -50,25 +79,24 @@ class Client:
 
     async def run(self) -> None:
         """Answer messages until the websocket closes."""
-        cfg = self.server.model.config
-        own = 1000.0 * cfg.lookahead_samples / cfg.audio_rate
-        lookahead = own if self.server.lookahead_ms is None else min(float(self.server.lookahead_ms), own)
-        default = self.server.default_avatar
+        ctx = self.context
+        cfg = ctx.model_config
+        default = ctx.default_avatar
         h, w = default.size(cfg) if default is not None else tuple(cfg.img_size)
         await self.send(encode(
-            "ready", video_rate=float(cfg.video_rate), width=w, height=h,
-            lookahead_ms=round(lookahead, 1),
-            broadcast=self.server.broadcast is not None, has_avatar=default is not None,
+            "ready", video_rate=ctx.video_rate, width=w, height=h,
+            lookahead_ms=round(ctx.lookahead_ms, 1),
+            broadcast=ctx.broadcast_hub() is not None, has_avatar=default is not None,
         ))
         self._stats_task = asyncio.get_running_loop().create_task(self._stats(), name=f"{self.name}-stats")
         async for raw in self.ws:
             try:
                 if isinstance(raw, (bytes, bytearray)):
                     await self._on_photo(bytes(raw))
-                elif len(raw) > self.server.limits.max_text_bytes:
-                    raise SignalingError("bad_message", f"text messages are limited to {self.server.limits.max_text_bytes} bytes")
+                elif len(raw) > ctx.limits.max_text_bytes:
+                    raise SignalingError("bad_message", f"text messages are limited to {ctx.limits.max_text_bytes} bytes")
                 else:
-                    await self._on_message(parse_message(raw, self.server.limits.max_sdp_bytes))
+                    await self._on_message(parse_message(raw, ctx.limits.max_sdp_bytes))
             except SignalingError as exc:
                 await self.send(error_message(exc.code, str(exc)))
             except FaceNotFoundError:
@@ -85,10 +113,10 @@ class Client:
 
     async def _on_photo(self, data: bytes) -> None:
         # decoding and face detection take tens of ms: off the event loop (other sessions)
-        limits = self.server.limits
-        rgb = await asyncio.to_thread(decode_image, data, limits)
-        self.avatar = await self.server.make_avatar(rgb)
-        h, w = self.avatar.size(self.server.model.config)
+        ctx = self.context
+        rgb = await asyncio.to_thread(decode_image, data, ctx.limits)
+        self.avatar = await ctx.make_avatar(rgb)
+        h, w = self.avatar.size(ctx.model_config)
         await self.send(encode("avatar", width=w, height=h))
 
     @property
@@ -109,26 +137,27 @@ class Client:
 
     async def _on_offer(self, msg: Message) -> None:
         await self.close_media()
-        server = self.server
+        ctx = self.context
         if msg.mode == "watch":
-            if server.broadcast is None:
+            if ctx.broadcast_hub() is None:
                 raise SignalingError("no_broadcast", "no broadcast is running on this server: use your microphone instead")
         else:
-            avatar = self.avatar if self.avatar is not None else server.default_avatar
+            avatar = self.avatar if self.avatar is not None else ctx.default_avatar
             if avatar is None:
                 raise SignalingError("no_avatar", "choose a photo first: this server has no default avatar")
-        peer = PeerSession(server.ice_servers, float(server.model.config.video_rate), self.name,
-                           audio_prefetch=server.config.audio_prefetch,
-                           playout_margin_s=server.config.playout_margin_ms / 1000.0)
+        peer = PeerSession(list(ctx.ice_servers), ctx.video_rate, self.name,
+                           audio_prefetch=ctx.audio_prefetch, playout_margin_s=ctx.playout_margin_s)
         self.peer = peer
         answer = await peer.answer(msg.sdp or "", want_mic=msg.mode == "mic")
         if msg.mode == "watch":
-            assert server.broadcast is not None
-            server.broadcast.hub.add(peer.feed)
-            self.hub, self.watching = server.broadcast.hub, True
+            broadcast_hub = ctx.broadcast_hub()
+            if broadcast_hub is None:
+                raise SignalingError("no_broadcast", "no broadcast is running on this server: use your microphone instead")
+            broadcast_hub.add(peer.feed)
+            self.hub, self.watching = broadcast_hub, True
         else:
             assert avatar is not None
-            self.session = await server.open_session(avatar)
+            self.session = await ctx.open_session(avatar)
             self.hub = FrameHub(self.session, self.name)
             self.hub.add(peer.feed)
             self.hub.start()
