@@ -121,15 +121,55 @@ def server_factory(tiny_model):
     return make
 
 
-def _http_get(port: int, path: str, host: str | None = None) -> tuple[int, bytes, dict]:
+def _http_get(port: int, path: str, host: str | None = None, method: str = "GET") -> tuple[int, bytes, dict]:
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", path, headers={"Host": host} if host else {})  # path sent as is
+    conn.request(method, path, headers={"Host": host} if host else {})  # path sent as is
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
     return resp.status, body, dict(resp.getheaders())
+
+
+def _raw_http(port: int, request: bytes) -> bytes:
+    """Everything the server sends back for ``request`` until it closes the connection."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_http_methods_on_static_paths(server_factory):
+    async def main():
+        async with server_factory() as srv:
+            status, body, headers = await asyncio.to_thread(_http_get, srv.port, "/")
+            assert status == 200 and body
+            # HEAD: GET's status and headers, no body (read from the socket: http.client
+            # would not read a body after HEAD even if one came)
+            raw = await asyncio.to_thread(_raw_http, srv.port, b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head, _, rest = raw.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert f"Content-Length: {len(body)}".encode() in head and b"Content-Security-Policy" in head
+            assert rest == b""
+            raw = await asyncio.to_thread(_raw_http, srv.port, b"HEAD /missing.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert raw.startswith(b"HTTP/1.1 404") and raw.endswith(b"\r\n\r\n")
+            for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "BREW"]:
+                status, body, headers = await asyncio.to_thread(_http_get, srv.port, "/index.html", None, method)
+                assert status == 405 and headers["Allow"] == "GET, HEAD" and b"<video" not in body, method
+            # a request with a body: websockets closes the connection before the server sees
+            # it (no file sent), and the server goes on serving
+            raw = await asyncio.to_thread(
+                _raw_http, srv.port,
+                b"POST /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello")
+            assert b"200 OK" not in raw
+            status, _, _ = await asyncio.to_thread(_http_get, srv.port, "/app.js")
+            assert status == 200
+    asyncio.run(main())
 
 
 def test_http_static_and_traversal(server_factory):

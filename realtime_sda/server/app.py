@@ -213,11 +213,11 @@ class AvatarServer:
             if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.limits.allowed_origins):
                 return connection.respond(HTTPStatus.FORBIDDEN, "websocket from another origin refused\n")
             return None
-        status, reason, headers, body = static_response(request.path, self.config.static_dir)
+        status, reason, headers, body = static_response(request.path, self.config.static_dir,
+                                                        getattr(request, "method", "GET"))
         from websockets.datastructures import Headers
         from websockets.http11 import Response
 
-        headers["Content-Length"] = str(len(body))
         return Response(status, reason, Headers(headers), body)
 
     # ---- websockets ----------------------------------------------------------------------

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["WEB_CLIENT_DIR", "resolve_static", "static_response", "SECURITY_HEADERS"]
-
+__all__ = ["WEB_CLIENT_DIR", "ALLOWED_METHODS", "resolve_static", "static_response", "SECURITY_HEADERS"]
 
 
 def _web_client_dir() -> Path:
@@ -55,10 +54,24 @@ def resolve_static(request_path: str, root: Path = WEB_CLIENT_DIR) -> Path | Non
     return target if target.is_file() else None
 
 
-def static_response(request_path: str, root: Path = WEB_CLIENT_DIR) -> tuple[int, str, dict[str, str], bytes]:
-    """(status, reason, headers, body) for a GET of ``request_path``."""
+#: The methods the static paths answer; any other gets 405.
+ALLOWED_METHODS = ("GET", "HEAD")
+
+
+def static_response(request_path: str, root: Path = WEB_CLIENT_DIR, method: str = "GET") -> tuple[int, str, dict[str, str], bytes]:
+    """(status, reason, headers, body) for a ``method`` request of ``request_path``: GET sends
+    the file, HEAD the same headers (Content-Length included) without the body, any other
+    method 405 with ``Allow``."""
+    text = {"Content-Type": "text/plain; charset=utf-8", **SECURITY_HEADERS}
+    if method not in ALLOWED_METHODS:
+        body = b"method not allowed\n"
+        return 405, "Method Not Allowed", {**text, "Allow": ", ".join(ALLOWED_METHODS),
+                                           "Content-Length": str(len(body))}, body
     target = resolve_static(request_path, root)
     if target is None:
-        return 404, "Not Found", {"Content-Type": "text/plain; charset=utf-8", **SECURITY_HEADERS}, b"not found\n"
-    ctype = _TYPES.get(target.suffix.lower()) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    return 200, "OK", {"Content-Type": ctype, **SECURITY_HEADERS}, target.read_bytes()
+        status, reason, headers, body = 404, "Not Found", text, b"not found\n"
+    else:
+        ctype = _TYPES.get(target.suffix.lower()) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        status, reason, headers, body = 200, "OK", {"Content-Type": ctype, **SECURITY_HEADERS}, target.read_bytes()
+    headers = {**headers, "Content-Length": str(len(body))}
+    return status, reason, headers, (b"" if method == "HEAD" else body)
