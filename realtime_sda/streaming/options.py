@@ -41,11 +41,15 @@ class SessionOptions:
     realtime: bool = True
     #: how long a due frame waits for its audio before silence stands in for it
     grace_ms: float = 100.0
-    #: audio ready ahead of the schedule beyond this is dropped (None: a producer that pushes
-    #: ahead on purpose, bounded by ``buffer_s`` only)
+    #: a live source (microphone, browser): audio ready ahead of the schedule beyond this is
+    #: dropped. None: program-pushed audio (text-to-speech, files, ``/push``), queued and
+    #: played at real time, none dropped (bounded by ``max_queued_s``)
     max_backlog_ms: float | None = 120.0
-    #: ring buffer capacity in seconds (overwrite-oldest beyond it)
+    #: live sources: ring buffer capacity in seconds (overwrite-oldest beyond it)
     buffer_s: float = 10.0
+    #: program-pushed audio: at most this many seconds wait to be shown; ``push_audio`` raises
+    #: :class:`~.session.AudioQueueFullError` beyond it (``wait_writable`` waits for room)
+    max_queued_s: float = 60.0
     #: periods behind schedule before the timeline jumps to the frame due now (None: never)
     catchup_frames: int | None = 2
     #: the streaming resampler's quality (None: "causal" for live sources, else "HQ")
@@ -63,6 +67,8 @@ class SessionOptions:
                 f"grace_ms ({self.grace_ms}) and max_backlog_ms ({self.max_backlog_ms}) must be >= 0 and "
                 f"buffer_s ({self.buffer_s}) > 0"
             )
+        if not (self.max_queued_s > 0 and math.isfinite(self.max_queued_s)):
+            raise StreamOptionError(f"max_queued_s must be a positive number of seconds, got {self.max_queued_s}")
         if self.resample_quality is not None and self.resample_quality not in QUALITIES:
             raise StreamOptionError(
                 f"resample_quality must be one of {', '.join(QUALITIES)}, got {self.resample_quality!r}"
@@ -94,8 +100,13 @@ class SessionOptions:
 
     @property
     def live(self) -> bool:
-        """A live source (pushed in real time): kept on the wall clock after stalls."""
+        """A live source (pushed in real time): kept on the wall clock after stalls, late
+        audio dropped. Otherwise the audio is program-pushed: queued, none dropped."""
         return self.realtime and self.max_backlog_ms is not None
+
+    def queue_capacity(self, config: SDAConfig) -> int:
+        """Model-rate samples of program-pushed audio that may wait beyond the next window."""
+        return int(math.ceil(float(self.max_queued_s) * config.audio_rate))
 
 
 class SessionOptionArgs(TypedDict, total=False):
@@ -108,6 +119,7 @@ class SessionOptionArgs(TypedDict, total=False):
     grace_ms: float
     max_backlog_ms: float | None
     buffer_s: float
+    max_queued_s: float
     catchup_frames: int | None
     resample_quality: str | None
     renderer: Callable[[np.ndarray], np.ndarray] | None

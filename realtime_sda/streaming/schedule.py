@@ -9,7 +9,8 @@ moved earlier by :class:`~.livewall.WallClockKeeper` for live sources. The rules
 - pacing: a frame is not made before it is due;
 - stall: a due frame whose audio is more than ``grace_s`` overdue gets silence instead;
 - catch-up: when the next frame is ``catchup_frames`` or more periods behind the wall clock
-  while newer windows are ready, the timeline jumps to the newest frame due now;
+  while newer windows are ready, a live timeline jumps to the newest frame due now; a queued
+  one (program-pushed audio, never skipped) moves its schedule later instead;
 - backlog: ready frames more than ``max_backlog_frames`` ahead of the wall clock are dropped
   (oldest first).
 
@@ -79,10 +80,12 @@ class RealtimeSchedule:
         """Master samples the schedule expects by ``now``."""
         return (now - self.t0) * self.rate
 
-    def start_at_first_audio(self, now: float, samples: int) -> None:
+    def start_at_first_audio(self, now: float, samples: int, queued: bool = False) -> None:
         """Audio came before any frame was made: start as if it had been recorded live (at
-        most one frame back), not at open."""
-        self.t0 = now - min(samples, self.stride) / self.rate
+        most one frame back), not at open. Queued audio pushed at once already holds the first
+        frame's look-ahead: with enough of it the first frame is due ``now``."""
+        back = self.stride + self.lookahead if queued else self.stride
+        self.t0 = now - min(samples, back) / self.rate
 
     # ---- what to skip ---------------------------------------------------------------------
     def catchup(self, index: int, ready: int, now: float) -> int:
@@ -91,6 +94,18 @@ class RealtimeSchedule:
         if self.catchup_frames is not None and ready > 1 and wall - index >= self.catchup_frames:
             return min(wall - index, ready - 1)
         return 0
+
+    def reanchor_if_behind(self, index: int, ready: int, now: float) -> float:
+        """Queued audio: when frame ``index`` (its window ready) is ``catchup_frames`` periods
+        or more past its due time, plus the grace a stalled frame may take, move ``t0`` later
+        so it is due now. Returns the shift in seconds (0: on schedule)."""
+        if self.catchup_frames is None or ready < 1:
+            return 0.0
+        late = now - self.due_time(index)
+        if late < self.catchup_frames * self.stride / self.rate + self.grace_s - EPS:
+            return 0.0
+        self.t0 += late
+        return late
 
     def backlog(self, index: int, ready: int, now: float) -> int:
         """Oldest ready frames to drop so at most ``max_backlog_frames`` wait ahead of the

@@ -30,16 +30,21 @@ source's schedule then moves earlier whenever audio arrives less delayed than ev
   ``max_backlog_ms``) then stay on the wall clock (:mod:`.livewall`: resumed audio placed at
   its time, late audio that silence stood in for dropped, counted as ``skipped_frames``);
   other producers' audio continues the stream after the silence.
-- No backlog: when more than ``max_backlog_ms`` of audio is ready ahead of the schedule (e.g.
-  a stalled source delivering its backlog at once), the oldest of it is dropped in whole
-  frames (counted as ``skipped_frames``) instead of becoming latency; it leaves the timeline,
-  so the following audio keeps its place on the wall clock. Producers that push audio ahead
-  on purpose (a TTS engine) pass ``max_backlog_ms=None``; their audio is then bounded only by
-  the ring buffer (``buffer_s``, overwrite-oldest, counted as overflow).
+- No backlog (live sources): when more than ``max_backlog_ms`` of audio is ready ahead of the
+  schedule (e.g. a stalled source delivering its backlog at once), the oldest of it is dropped
+  in whole frames (counted as ``skipped_frames``) instead of becoming latency; it leaves the
+  timeline, so the following audio keeps its place on the wall clock.
+- Queued (program-pushed audio: ``max_backlog_ms=None``, e.g. text-to-speech, files,
+  ``/push``): audio pushed ahead of the schedule waits its turn and plays at real time, none
+  of it dropped. At most ``max_queued_s`` (60 s) may wait; ``push_audio`` raises
+  :class:`AudioQueueFullError` past that (never a silent drop; ``wait_writable`` waits for
+  room). The first frame of audio pushed at once is due at once (its look-ahead is there).
 - Catch-up: when steps are slower than real time and the next frame is ``catchup_frames``
-  (default 2) or more periods behind schedule while newer windows are ready, the timeline
-  jumps to the newest frame due now (counted as ``skipped_frames``), so ``pts`` stays on the
-  wall clock and a viewer sees a lower frame rate, not a growing delay. ``None`` disables it.
+  (default 2) or more periods behind schedule while newer windows are ready, a live
+  session's timeline jumps to the newest frame due now (counted as ``skipped_frames``), so
+  ``pts`` stays on the wall clock and a viewer sees a lower frame rate, not a growing delay.
+  A queued session skips nothing: its schedule moves later instead (no burst of late frames
+  afterwards). ``None`` disables it.
 
 With ``realtime=False`` frames are made as fast as audio arrives (no pacing, silence or drops):
 offline-equivalent output for files. Options are validated by :class:`~.options.SessionOptions`.
@@ -50,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import math
 import threading
 from collections import deque
 from fractions import Fraction
@@ -74,13 +80,18 @@ from .schedule import RealtimeSchedule
 from .stats import StreamStats
 from .stepping import StepInput, WorkerLink
 
-__all__ = ["AvatarSession", "SessionClosedError", "StreamOptionError"]
+__all__ = ["AvatarSession", "AudioQueueFullError", "SessionClosedError", "StreamOptionError"]
 
 _ids = itertools.count(1)
 
 
 class SessionClosedError(RealtimeSDAError, RuntimeError):
     """Audio was pushed to a session that is closed or whose audio has ended."""
+
+
+class AudioQueueFullError(RealtimeSDAError, BufferError):
+    """Program-pushed audio beyond the session's queue bound (``max_queued_s``); nothing of
+    the refused push was queued. Push less at once, or ``await session.wait_writable()``."""
 
 
 class AvatarSession:
@@ -132,17 +143,26 @@ class AvatarSession:
         self.frames_emitted = 0  # frames made (indices may have gaps after a catch-up)
         self._offset = 0  # windows of audio removed from the timeline (backlog, overflow)
         self._noise_pos = 0  # frame index the noise source is at
-        self._ring = AudioRingBuffer(
-            config.audio_feat_samples, stride, config.pad_left, config.pad_right,
-            capacity=max(int(opts.buffer_s * rate), config.audio_feat_samples + 2 * stride), lookahead=look,
-        )
         #: live source (pushed in real time): kept on the wall clock after stalls
         self._live = opts.live
+        #: program-pushed audio: samples that may wait beyond the next window (None: live)
+        self.queue_limit = None if self._live else opts.queue_capacity(config)
+        if self.queue_limit is None:
+            capacity = max(int(opts.buffer_s * rate), config.audio_feat_samples + 2 * stride)
+        else:  # room for the whole queue, the next window and the end padding: never overwritten
+            capacity = self.queue_limit + config.audio_feat_samples + config.pad_right + 2 * stride + rate // 10
+        self._ring = AudioRingBuffer(
+            config.audio_feat_samples, stride, config.pad_left, config.pad_right,
+            capacity=capacity, lookahead=look,
+        )
         # live audio goes through the causal FIR (a fixed ~3 ms delay; soxr's block filters
         # hold back 13-34 ms, a packet or two); other streams match the offline path exactly
         self._resampler = StreamResampler(rate, opts.resample_quality or ("causal" if self._live else "HQ"))
         self._noise = NoiseSource(config.aux_latent, opts.seed)
         self._lock = threading.Lock()
+        # serialises pushes: the resampler runs under it, outside ``_lock``, so a large push
+        # never holds up the inference thread
+        self._push_lock = threading.Lock()
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (total after write, time)
         self._subscribers: list[FrameQueue[VideoFrame]] = []
         self.schedule = RealtimeSchedule(
@@ -175,9 +195,13 @@ class AvatarSession:
     def push_audio(self, pcm: np.ndarray, rate: int) -> None:
         """Queue PCM samples ((n,) or (n, channels), any int/float dtype) at ``rate`` Hz.
 
-        Never blocks; raises :class:`~realtime_sda.errors.AudioDecodeError` for unusable input
-        (the session and the worker are unaffected) and :class:`SessionClosedError` once the
-        session is closed or its audio has ended.
+        Never waits for frames (only for another thread's push in progress). A live source's
+        late audio follows the wall-clock rules; program-pushed audio is queued whole: a
+        clip pushed at once plays at real time. Raises :class:`AudioQueueFullError` when the
+        push would take the queue past ``max_queued_s`` (nothing of it is queued),
+        :class:`~realtime_sda.errors.AudioDecodeError` for unusable input (the session and
+        the worker are unaffected) and :class:`SessionClosedError` once the session is closed
+        or its audio has ended.
         """
         if self.closed or self._audio_ended:
             raise SessionClosedError(
@@ -188,12 +212,55 @@ class AvatarSession:
                 pcm = pcm.detach().cpu().numpy()
             else:
                 raise AudioDecodeError(f"push_audio needs a numpy array of samples, not {type(pcm).__name__}")
-        with self._lock:
+        with self._push_lock:
+            if self.queue_limit is not None:
+                self._check_room(pcm, rate)
             samples = self._resampler.process(pcm, rate)
+            self._push_resampled(samples)
+
+    def use_queued_audio(self) -> None:
+        """Make this session's audio program-pushed (queued, none dropped; as if opened with
+        ``max_backlog_ms=None``) for an owner that got it opened as a live source, e.g. the
+        server's broadcast. Only before any audio was pushed."""
+        with self._push_lock, self._lock:
+            if self.queue_limit is not None:
+                return
+            if self._ring.total != self._ring.pad_left or self._audio_ended or self.frames_emitted:
+                raise RealtimeSDAError(f"session {self.id} has already started; open it with max_backlog_ms=None")
+            opts = dataclasses.replace(self.options, max_backlog_ms=None)
+            cfg = self.config
+            self.options, self._live = opts, False
+            self.max_backlog_frames = self.schedule.max_backlog_frames = None
+            self.queue_limit = opts.queue_capacity(cfg)
+            capacity = self.queue_limit + cfg.audio_feat_samples + cfg.pad_right + 2 * cfg.stride + cfg.audio_rate // 10
+            self._ring = AudioRingBuffer(cfg.audio_feat_samples, cfg.stride, cfg.pad_left, cfg.pad_right,
+                                         capacity=capacity, lookahead=self.lookahead_samples)
+            self._resampler = StreamResampler(cfg.audio_rate, opts.resample_quality or "HQ")
+
+    def _check_room(self, pcm: np.ndarray, rate: int) -> None:
+        """Refuse a push that would take the queue past its bound (before resampling it)."""
+        try:
+            incoming = int(math.ceil(len(pcm) * self.config.audio_rate / float(rate)))
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return  # the resampler names what is wrong with it
+        with self._lock:
+            queued = max(self._ring.total - self._ring.needed_total(), 0)
+        limit = self.queue_limit or 0
+        if queued + incoming > limit:
+            rate_m = self.config.audio_rate
+            raise AudioQueueFullError(
+                f"session {self.id}: {queued / rate_m:.2f} s of audio already queued, {incoming / rate_m:.2f} s "
+                f"more would pass the bound of {limit / rate_m:g} s (max_queued_s); push less at once "
+                "or await session.wait_writable() first"
+            )
+
+    def _push_resampled(self, samples: np.ndarray) -> None:
+        with self._lock:
             now = self.clock.now()
             was_ready = self._ring.ready() > 0
             if self._ring.total == self._ring.pad_left and self.frames_emitted == 0 and samples.size:
-                self.schedule.start_at_first_audio(now, samples.size)
+                # queued audio pushed at once holds its own look-ahead: its first frame is due now
+                self.schedule.start_at_first_audio(now, samples.size, queued=not self._live)
             if self._live and samples.size:
                 samples = self._keep_on_wall(samples, now)
             self._write(samples, now)
@@ -213,7 +280,9 @@ class AvatarSession:
         frames are made; the frame streams end after the last one."""
         if self.closed or self._audio_ended:
             return
-        with self._lock:
+        with self._push_lock, self._lock:
+            if self._audio_ended:
+                return
             for tail in self._resampler.flush():
                 self._write(tail, self.clock.now())
             self._audio_ended = True
@@ -254,8 +323,9 @@ class AvatarSession:
         return max(extra, 0) / self.config.audio_rate
 
     async def wait_writable(self, max_buffered_s: float = 0.5, poll_s: float = 0.002) -> None:
-        """For producers faster than real time: wait until at most ``max_buffered_s`` of audio
-        waits in the buffer (avoids overflow when pushing a file as fast as possible)."""
+        """Back-pressure for producers faster than real time: wait until at most
+        ``max_buffered_s`` of audio waits to be shown (e.g. before pushing the next sentence,
+        so the queue stays within ``max_queued_s``)."""
         while not self.closed and self.buffered_seconds() > max_buffered_s:
             await asyncio.sleep(poll_s)
 
@@ -342,7 +412,11 @@ class AvatarSession:
                     self._keeper.filled(missing)
                     self.stats.add(silence_frames=1)
                 n = ring.ready()
-                if skip := sched.catchup(i, n, now):
+                if not self._live:
+                    # queued audio is never skipped: when steps fell behind, the schedule
+                    # moves later so the next frame is due now (no burst of late frames)
+                    sched.reanchor_if_behind(i, n, now)
+                elif skip := sched.catchup(i, n, now):
                     # behind schedule (steps slower than real time): jump the timeline to the
                     # frame due now, skipping the frames in between (pts stay on wall time)
                     jumped = ring.skip(skip)
