@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AudioInput",
+    "iter_decoded_audio",
     "decode_audio",
     "to_float_mono",
     "resample",
@@ -47,9 +48,10 @@ __all__ = [
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
 
 
-def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of any file FFmpeg reads (wav, flac, mp3, ogg, m4a...)
-    -> (float32 samples (n, channels), sample rate)."""
+def iter_decoded_audio(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, int]]:
+    """Decode the first audio stream of any file FFmpeg reads (wav, flac, mp3, ogg, m4a...),
+    incrementally -> (float32 samples (n, channels), sample rate) blocks as FFmpeg hands them
+    out. Every way of reading audio files goes through here (one set of checks and errors)."""
     import av  # a core dependency; imported here to keep ``import realtime_sda`` light
 
     path = Path(path)
@@ -57,23 +59,20 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raise AudioDecodeError(f"audio file '{path}' does not exist.")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"audio file '{path}' is empty (0 bytes); give a file with sound in it.")
-    chunks: list[np.ndarray] = []
-    rate = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise AudioDecodeError(f"'{path}' has no audio stream; give a file with sound in it.")
-            stream = container.streams.audio[0]
             resampler = None
-            for frame in container.decode(stream):
+            for frame in container.decode(container.streams.audio[0]):
                 if resampler is None:  # planar float in the file's own layout and rate
-                    rate = frame.sample_rate
+                    rate = int(frame.sample_rate)
                     resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().T)
+                    yield out.to_ndarray().T.astype(np.float32, copy=False), rate
             if resampler is not None:
                 for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().T)
+                    yield out.to_ndarray().T.astype(np.float32, copy=False), rate
     except AudioDecodeError:
         raise
     except (av.FFmpegError, ValueError, OSError) as exc:
@@ -81,9 +80,18 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
             f"could not decode audio from '{path}' ({type(exc).__name__}: {_reason(exc)}). Give a "
             "wav, flac, mp3, ogg or m4a file, or pass the samples as an array with fs=..."
         ) from None
+
+
+def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+    """The whole first audio stream of a file (:func:`iter_decoded_audio`) -> (float32
+    samples (n, channels), sample rate)."""
+    chunks: list[np.ndarray] = []
+    rate = 0
+    for block, rate in iter_decoded_audio(path):
+        chunks.append(block)
     if not chunks or rate <= 0:
         raise AudioDecodeError(f"'{path}' holds no audio samples; give a file with sound in it.")
-    return np.concatenate(chunks, axis=0).astype(np.float32, copy=False), int(rate)
+    return np.concatenate(chunks, axis=0), int(rate)
 
 
 def _reason(exc: Exception) -> str:
@@ -280,7 +288,9 @@ def audio_rate_of(audio: Any) -> int | None:
 
 
 def to_int16(signal: np.ndarray) -> np.ndarray:
-    """float mono in [-1, 1] -> int16 (n, 1), clipped, as the original returned its audio."""
+    """float mono in [-1, 1] -> int16 (n, 1), clipped, scaled by 32767 and rounded to the
+    nearest, as the original returned its audio. The one float-to-int16 conversion of the
+    package (``to_int16(x)[:, 0]`` for a flat array)."""
     signal = np.asarray(signal, dtype=np.float32).reshape(-1)
     out = np.empty((len(signal), 1), dtype=np.int16)
     block = 1 << 20  # in blocks: no full-length float temporaries for long clips

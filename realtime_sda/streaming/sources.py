@@ -26,46 +26,27 @@ __all__ = ["FileSource", "MicrophoneSource", "iter_audio_file", "import_sounddev
 
 
 def iter_audio_file(path: str | os.PathLike[str], chunk_s: float = 0.02) -> Iterator[tuple[np.ndarray, int]]:
-    """Decode an audio file incrementally -> (float32 (n, channels), rate) chunks of ~chunk_s."""
-    import av
+    """Decode an audio file incrementally -> (float32 (n, channels), rate) chunks of ~chunk_s
+    (the decoding is :func:`~realtime_sda.media.audio.iter_decoded_audio`)."""
+    from ..media.audio import iter_decoded_audio
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioDecodeError(f"audio file '{path}' does not exist; give a wav, flac, mp3, ogg or m4a file.")
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise AudioDecodeError(f"could not open '{path}' as audio ({exc}); give a wav, flac, mp3, ogg or m4a file.") from None
-    try:
-        if not container.streams.audio:
-            raise AudioDecodeError(f"'{path}' has no audio stream; give a file with sound in it.")
-        stream = container.streams.audio[0]
-        resampler, pending, rate = None, [], 0
-        frames = container.decode(stream)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                frame = None
-            except (av.FFmpegError, ValueError) as exc:
-                raise AudioDecodeError(f"could not decode audio from '{path}' ({exc}).") from None
-            if resampler is None and frame is not None:
-                rate = int(frame.sample_rate)
-                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
-            if resampler is not None:
-                for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().T)
-            size = sum(p.shape[0] for p in pending)
-            if pending and (frame is None or size >= chunk_s * rate):
-                block = np.concatenate(pending).astype(np.float32, copy=False)
-                pending = []
-                step = max(1, int(round(chunk_s * rate)))
-                for k in range(0, block.shape[0], step):
-                    yield block[k : k + step], rate
-            if frame is None:
-                return
-    finally:
-        container.close()
+    pending: list[np.ndarray] = []
+    size, rate = 0, 0
+
+    def cut() -> Iterator[tuple[np.ndarray, int]]:
+        block = np.concatenate(pending)
+        step = max(1, int(round(chunk_s * rate)))
+        for k in range(0, block.shape[0], step):
+            yield block[k : k + step], rate
+
+    for block, rate in iter_decoded_audio(path):
+        pending.append(block)
+        size += block.shape[0]
+        if size >= chunk_s * rate:
+            yield from cut()
+            pending, size = [], 0
+    if pending:
+        yield from cut()
 
 
 class FileSource:
