@@ -3,8 +3,6 @@ per-frame speech features (loudness, spectral centroid, noisiness) that drive th
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tempfile
 import wave
 from dataclasses import dataclass
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import MissingDependencyError, RealtimeSDAError
+from ...media.speech import synthesize_speech
 
 __all__ = [
     "GRID_WORDS",
@@ -71,17 +69,8 @@ def sentence_split(sentence: str) -> str:
 
 def speak(text: str, voice: Voice, rate: int) -> np.ndarray:
     """Synthesize ``text`` with espeak-ng and resample to ``rate``: float32 mono in [-1, 1]."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise MissingDependencyError(
-            "synthetic speech needs the espeak-ng program; install it with: apt-get install espeak-ng"
-        )
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "speech.wav"
-        cmd = [exe, "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch), "-w", str(out), text]
-        proc = subprocess.run(cmd, capture_output=True, timeout=60)
-        if proc.returncode != 0 or not out.exists():
-            raise RealtimeSDAError(f"espeak-ng failed for voice {voice.name!r}: {proc.stderr.decode()[-300:]}")
+        out = synthesize_speech(text, Path(tmp) / "speech.wav", voice.name, voice.speed, voice.pitch)
         with wave.open(str(out)) as wf:
             src_rate, n = wf.getframerate(), wf.getnframes()
             data = np.frombuffer(wf.readframes(n), dtype=np.int16).astype(np.float32) / 32768.0
