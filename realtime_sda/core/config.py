@@ -4,7 +4,7 @@ derived from them (all sizes come from these values; none is hard-coded)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -16,26 +16,11 @@ __all__ = [
     "prime_factors",
     "NOISE_STD",
     "ORIGINAL_KEYS",
+    "EXTENSION_KEYS",
 ]
 
 #: Standard deviation of the per-frame noise fed to the noise GRU (the original's N(0, 0.33)).
 NOISE_STD = 0.33
-
-#: Top-level scalar keys every original checkpoint holds (besides the three state dicts).
-ORIGINAL_KEYS = (
-    "mean_face",
-    "img_size",
-    "audio_rate",
-    "video_rate",
-    "audio_feat_len",
-    "audio_feat_samples",
-    "id_enc_dim",
-    "rnn_gen_dim",
-    "aud_enc_dim",
-    "aux_latent",
-    "sequential_noise",
-)
-
 
 def same_padding(n: int, stride: int, kernel: int) -> int:
     """Total "same" padding ``P = (ceil(n/s) - 1) * s + k - n`` (never negative)."""
@@ -173,20 +158,10 @@ class SDAConfig:
 
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_checkpoint(self) -> dict[str, Any]:
-        """The top-level values as the original files hold them."""
-        out: dict[str, Any] = {
-            "mean_face": np.asarray(self.mean_face, dtype=np.float64),
-            "img_size": tuple(self.img_size),
-            "audio_rate": self.audio_rate,
-            "video_rate": self.video_rate,
-            "audio_feat_len": self.audio_feat_len,
-            "audio_feat_samples": self.audio_feat_samples,
-            "id_enc_dim": self.id_enc_dim,
-            "rnn_gen_dim": self.rnn_gen_dim,
-            "aud_enc_dim": self.aud_enc_dim,
-            "aux_latent": self.aux_latent,
-            "sequential_noise": self.sequential_noise,
-        }
+        """The top-level values as the original files hold them (``width`` only when not 1)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in ORIGINAL_KEYS}
+        out["mean_face"] = np.asarray(self.mean_face, dtype=np.float64)
+        out["img_size"] = tuple(self.img_size)
         if self.width != 1.0:
             out["width"] = float(self.width)
         return out
@@ -197,21 +172,28 @@ class SDAConfig:
         missing = [k for k in ORIGINAL_KEYS if k not in ckpt]
         if missing:
             raise KeyError(", ".join(missing))
+        stored = {name: ckpt[name] for name in ORIGINAL_KEYS}
+        stored.update({name: ckpt[name] for name in EXTENSION_KEYS if name in ckpt})
+        return cls(**{name: _from_stored(name, value) for name, value in stored.items()})
 
-        def num(v: Any) -> Any:
-            return v.item() if hasattr(v, "item") else v
 
-        return cls(
-            img_size=tuple(int(num(v)) for v in ckpt["img_size"]),
-            audio_rate=num(ckpt["audio_rate"]),
-            video_rate=num(ckpt["video_rate"]),
-            audio_feat_len=float(num(ckpt["audio_feat_len"])),
-            audio_feat_samples=num(ckpt["audio_feat_samples"]),
-            id_enc_dim=num(ckpt["id_enc_dim"]),
-            rnn_gen_dim=num(ckpt["rnn_gen_dim"]),
-            aud_enc_dim=num(ckpt["aud_enc_dim"]),
-            aux_latent=num(ckpt["aux_latent"]),
-            sequential_noise=bool(num(ckpt["sequential_noise"])),
-            mean_face=np.asarray(ckpt["mean_face"], dtype=np.float64),
-            width=float(num(ckpt.get("width", 1.0))),
-        )
+#: SDAConfig fields that are this project's extensions (absent from the original files).
+EXTENSION_KEYS = ("width",)
+
+#: Top-level scalar keys every original checkpoint holds (besides the three state dicts):
+#: every SDAConfig field but the extensions.
+ORIGINAL_KEYS = tuple(f.name for f in fields(SDAConfig) if f.name not in EXTENSION_KEYS)
+
+
+def _from_stored(name: str, value: Any) -> Any:
+    """A checkpoint's value (numpy/torch scalars, lists) as the SDAConfig field takes it."""
+    if name == "mean_face":
+        return np.asarray(value, dtype=np.float64)
+    if name == "img_size":
+        return tuple(int(_scalar(v)) for v in value)
+    value = _scalar(value)
+    return float(value) if name in ("audio_feat_len", "width") else value
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

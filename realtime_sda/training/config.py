@@ -15,10 +15,7 @@ __all__ = ["TrainConfigError", "TrainConfig", "MODEL_FIELDS"]
 
 #: SDAConfig fields a training config may set (mean_face comes from the dataset; img_size,
 #: audio_rate and video_rate, when not set, too: see :meth:`TrainConfig.model_config`).
-MODEL_FIELDS = (
-    "img_size", "audio_rate", "video_rate", "audio_feat_len", "audio_feat_samples", "id_enc_dim",
-    "rnn_gen_dim", "aud_enc_dim", "aux_latent", "sequential_noise", "width",
-)
+MODEL_FIELDS = tuple(f.name for f in fields(SDAConfig) if f.name != "mean_face")
 
 
 @dataclass
