@@ -91,10 +91,11 @@ def save_sample_grid(model: SDAModel, data: str | os.PathLike[str], clip_id: str
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
     if video is not None:
+        from ..media.audio import to_int16
         from ..media.video import save_video
 
         pair = np.concatenate([frames, fake], axis=2).transpose(0, 3, 1, 2)
-        pcm = (np.clip(np.asarray(clip["audio"]), -1, 1) * 32767).astype(np.int16)[:, None]
+        pcm = to_int16(np.asarray(clip["audio"]))
         save_video(pair, pcm, video, scale=2.0, video_rate=float(cfg.video_rate), audio_rate=cfg.audio_rate)
     model.train(was_training)
     return grid
