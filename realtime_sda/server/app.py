@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 
 from ..errors import RealtimeSDAError, require
 from .client import Client, ClientContext
@@ -277,35 +275,10 @@ class AvatarServer:
             await client.close()
 
     async def _handle_push(self, ws: Any) -> None:
-        """``/push``: a JSON header ``{"rate": 16000, "channels": 1}`` then binary int16 PCM."""
+        """``/push``: a JSON header ``{"rate": 16000, "channels": 1}`` then binary int16 PCM,
+        served by :meth:`Broadcast.serve_pusher` (queued, bounded, played at real time)."""
         if self.broadcast is None:
             await ws.send(error_message("no_broadcast", "this server runs no broadcast: start it with --broadcast"))
             await ws.close(1008, "no broadcast")
             return
-        if self.broadcast.pusher_active:
-            await ws.send(error_message("busy", "another source is already pushing audio"))
-            await ws.close(1013, "busy")
-            return
-        self.broadcast.pusher_active = True
-        try:
-            rate, channels = None, 1
-            async for raw in ws:
-                if isinstance(raw, str):
-                    try:
-                        header = json.loads(raw)
-                        rate, channels = int(header["rate"]), int(header.get("channels", 1))
-                        if not (8000 <= rate <= self.limits.max_push_rate and 1 <= channels <= 8):
-                            raise ValueError("rate or channels out of range")
-                    except (ValueError, KeyError, TypeError) as exc:
-                        rate = None
-                        await ws.send(error_message("bad_message", f"bad header ({exc}): send {{\"rate\": 16000, \"channels\": 1}}"))
-                    continue
-                if rate is None:
-                    await ws.send(error_message("bad_message", "send the JSON header {\"rate\": ..., \"channels\": ...} before audio"))
-                    continue
-                data = np.frombuffer(raw[: len(raw) // (2 * channels) * 2 * channels], dtype="<i2")
-                self.broadcast.push(data.reshape(-1, channels).mean(axis=1) / 32767.0, rate)
-        except Exception as exc:
-            log.debug("push ended: %r", exc)
-        finally:
-            self.broadcast.pusher_active = False
+        await self.broadcast.serve_pusher(ws, self.limits.max_push_rate)
