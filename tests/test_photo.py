@@ -154,3 +154,47 @@ def test_cli_animate_defaults_to_the_whole_photo_and_lists_faces(astronaut, spee
     assert res.returncode == 0 and "--face 0" in res.stdout
     res = run("animate", str(astronaut), str(speech), "-o", str(out), "--crop", "--face", "1")
     assert res.returncode != 0 and "Traceback" not in res.stderr and "--crop" in res.stderr
+
+
+def test_photo_measures_tell_a_still_video_from_a_talking_one(full_and_crop, animator, astronaut, speech, tmp_path):
+    """The evaluate measures on a real run: the photo repeated (no motion) against the
+    animation, same audio; both encoded as animate writes them."""
+    from realtime_sda.media.video import VideoWriter
+    from realtime_sda.photo.measure import photo_measures
+
+    full, _ = full_and_crop
+    _, audio = animator(astronaut, speech, seed=3)
+    paths = {}
+    for name, video in (("still", np.repeat(_photo(astronaut)[None], len(full), axis=0)), ("talking", full)):
+        paths[name] = tmp_path / f"{name}.mp4"
+        with VideoWriter(paths[name], animator.video_rate, video.shape[2:], audio, animator.audio_rate) as w:
+            w.write(video)
+    still, talking = photo_measures(astronaut, paths["still"]), photo_measures(astronaut, paths["talking"])
+    assert still["faces_found"] == talking["faces_found"] == len(full)
+    assert still["identity"] < 0.1 and still["mouth_motion"] < 0.02 and still["steadiness"] < 0.5
+    assert 0.9 < still["sharpness"] < 1.1 and still["stillness"] < 3.0  # the encoder's own loss
+    assert talking["mouth_motion"] > 0.05 > still["mouth_motion"]
+    assert talking["identity"] < 0.6 and talking["lip_sync"] > 0.3  # the same person, lips with the sound
+
+
+def _photo(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
+
+
+def test_cli_evaluate_photos(astronaut, speech, tmp_path):
+    import json
+
+    out = tmp_path / "eval.json"
+    res = subprocess.run([sys.executable, "-m", "realtime_sda", "evaluate", "--model", "default", "--photos",
+                          str(astronaut), "--speech", str(speech), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    assert result["photos"] == 1 and result["per_photo"][0]["size"] == [512, 512]
+    assert set(result["mean"]) == {"identity", "lip_sync", "mouth_motion", "sharpness", "steadiness", "stillness"}
+    assert "identity" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "realtime_sda", "evaluate", "--model", "default", "--photos",
+                          str(astronaut)], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "--speech" in res.stderr and "Traceback" not in res.stderr

@@ -49,9 +49,14 @@ def register(sub: Any) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of speakers (sub-folders) held out")
     p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("evaluate", help="PSNR, SSIM, lip-sync and blink rate of a model on a dataset")
+    p = sub.add_parser("evaluate", help="score a model: on a dataset (PSNR, SSIM, lip-sync, blinks) or on photos "
+                       "plus speech (identity, lip-sync, motion, sharpness, steadiness, stillness)")
     p.add_argument("--model", required=True, help="model name or checkpoint path")
-    p.add_argument("--data", required=True, help="dataset folder")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="dataset folder (ground-truth videos)")
+    what.add_argument("--photos", nargs="+", metavar="PHOTO", help="photos to animate with --speech (no ground truth needed)")
+    p.add_argument("--speech", metavar="AUDIO", help="speech for --photos")
+    p.add_argument("--seed", type=int, default=0, help="noise seed for --photos (default 0)")
     p.add_argument("--split", default="test")
     p.add_argument("--max-clips", type=int, default=0)
     p.add_argument("--out", help="write the results here as JSON")
@@ -100,6 +105,19 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.photos:
+        from ..errors import RealtimeSDAError
+        from ..photo.measure import evaluate_photos
+
+        if not args.speech:
+            raise RealtimeSDAError("--photos needs --speech AUDIO (the speech to animate them with)")
+        result = evaluate_photos(args.model, args.photos, args.speech, seed=args.seed, device=args.device, out=args.out)
+        for row in result["per_photo"]:
+            print(f"{row['photo']}: identity {row['identity']:.2f}, lip-sync r {row['lip_sync']:.2f}, mouth motion "
+                  f"{row['mouth_motion']:.3f}, sharpness {row['sharpness']:.2f}, steadiness {row['steadiness']:.2f}, "
+                  f"stillness {row['stillness']:.1f} ({row['size'][1]}x{row['size'][0]})")
+        print(json.dumps(result["mean"], indent=1))
+        return 0
     from ..training.evaluate import evaluate_model
 
     result = evaluate_model(args.model, args.data, args.split, args.max_clips, out=args.out, device=args.device)

@@ -149,17 +149,10 @@ class InferenceWorker:
         """(renderer, still) for a session that shows the whole photo ``image`` with face
         ``face`` (0 = largest) moving, long side ``size`` (default the photo's, at most 1280).
         Detection runs off the event loop; the model's rest pose on the inference thread."""
-        from ..photo.landmarks import CropLandmarker
-        from ..photo.render import PhotoRenderer, neutral_face
-        from ..photo.rig import prepare_photo
-        from ..media.image import to_model_input
+        from ..photo.setup import renderer_for, rig_and_still
 
-        cfg = self.config
-        rig = await asyncio.to_thread(prepare_photo, image, cfg, face=face, size=size)
-        still = to_model_input(rig.still(cfg))
-        landmarker = CropLandmarker(cfg.mean_face, cfg.img_size)
-        neutral = await self.submit(lambda: neutral_face(self.model, still, landmarker))
-        return PhotoRenderer(rig, landmarker, neutral), still
+        rig, still = await asyncio.to_thread(rig_and_still, image, self.config, face=face, size=size)
+        return await self.submit(lambda: renderer_for(self.model, rig, still)), still
 
     async def open_session(
         self,

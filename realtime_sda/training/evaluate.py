@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import RealtimeSDAError
+from ..photo.landmarks import CropLandmarker
 from .blinks import count_blinks, eye_aspect_ratio
 
 __all__ = [
@@ -62,35 +63,9 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
-# relation of the detector's face box to the mean face's landmark box (measured on an
-# aligned GRID face, see synth/faces.py): left, top, right, bottom in units of the box size
-_BOX = (-0.2325, -0.275, 1.2325, 0.925)
-
-
-class LandmarkMeter:
-    """dlib's 68-point predictor on aligned frames, with the face rectangle fixed by the mean
-    face (frames smaller than ``min_width`` pixels wide are upscaled first)."""
-
-    def __init__(self, mean_face: np.ndarray, img_size: tuple[int, int], min_width: int = 192) -> None:
-        from ..errors import require
-        from ..media.face import landmark_model_path
-
-        dlib = require("dlib", "all", "the lip-sync and blink metrics")
-        self.predictor = dlib.shape_predictor(str(landmark_model_path()))
-        self.scale = max(1, int(np.ceil(min_width / img_size[1])))
-        lo, hi = mean_face.min(0), mean_face.max(0)
-        size = hi - lo
-        self.rect = dlib.rectangle(*[int(round(v * self.scale)) for v in (
-            lo[0] + _BOX[0] * size[0], lo[1] + _BOX[1] * size[1], lo[0] + _BOX[2] * size[0], lo[1] + _BOX[3] * size[1])])
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (68, 2) landmarks in frame pixels."""
-        from PIL import Image
-
-        h, w = frame.shape[:2]
-        big = frame if self.scale == 1 else np.asarray(Image.fromarray(frame).resize((w * self.scale, h * self.scale), Image.BICUBIC))
-        shape = self.predictor(np.ascontiguousarray(big), self.rect)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64) / self.scale
+#: dlib's predictor on aligned frames (the mean face fixes the face rectangle): one
+#: implementation, shared with the whole-photo output
+LandmarkMeter = CropLandmarker
 
 
 def mouth_opening(marks: np.ndarray) -> np.ndarray:
