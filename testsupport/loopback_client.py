@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from realtime_sda.errors import require
+from realtime_sda.media.audio import to_int16
 
 __all__ = ["SignalTrack", "Received", "LoopbackViewer", "audio_responsive_model"]
 
@@ -52,7 +53,7 @@ class SignalTrack(_ms().MediaStreamTrack):
         chunk = np.zeros(PTIME, dtype=np.float32)
         part = self.signal[self._k * PTIME : (self._k + 1) * PTIME]
         chunk[: len(part)] = part
-        pcm = (np.clip(chunk, -1, 1) * 32767).astype(np.int16)
+        pcm = to_int16(chunk)[:, 0]
         pcm = np.repeat(pcm, self.channels)  # packed (interleaved) channels
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo" if self.channels == 2 else "mono")
         frame.sample_rate = RATE

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime_sda.media.audio import to_int16
 from realtime_sda.media.image import default_avatar_path
 
 __all__ = ["speech_like", "write_speech_like_wav", "face_photo"]
@@ -50,7 +51,7 @@ def write_speech_like_wav(
     path: str | os.PathLike[str], seconds: float = 3.0, rate: int = 50000, seed: int = 0
 ) -> Path:
     """:func:`speech_like` as a mono int16 wav file (the original example clip's format)."""
-    pcm = np.round(speech_like(seconds, rate, seed) * 32767).astype("<i2")
+    pcm = to_int16(speech_like(seconds, rate, seed))[:, 0].astype("<i2")
     path = Path(path)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)

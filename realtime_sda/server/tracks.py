@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import require
+from ..media.audio import to_int16
 from .playout import DEFAULT_MARGIN_S, MIN_SLACK_S, PlayoutClock
 
 av = require("av", "server", "The WebRTC server")
@@ -183,7 +184,7 @@ class AvatarAudioTrack(MediaStreamTrack):
                 # frame is (a streaming resampler holds back up to ~30 ms of output)
                 out = soxr.resample(np.asarray(frame.audio_padded, np.float32), rate, OUT_AUDIO_RATE, quality="HQ")
                 lo, n = pad * OUT_AUDIO_RATE // rate, stride * OUT_AUDIO_RATE // rate
-                pcm16 = (np.clip(out[lo : lo + n], -1.0, 1.0) * 32767.0).astype(np.int16)
+                pcm16 = to_int16(out[lo : lo + n])[:, 0]
                 self._segments.append((round(_master_seconds(frame) * OUT_AUDIO_RATE), pcm16))
                 self._resampler = None
                 continue
@@ -197,7 +198,7 @@ class AvatarAudioTrack(MediaStreamTrack):
             pcm = np.asarray(frame.audio, dtype=np.float32).reshape(-1)
             out = self._resampler.resample_chunk(pcm)
             if len(out):
-                pcm16 = (np.clip(out, -1.0, 1.0) * 32767.0).astype(np.int16)
+                pcm16 = to_int16(out)[:, 0]
                 self._segments.append((self._pos, pcm16))
                 self._pos += len(out)
 
