@@ -47,7 +47,7 @@ def test_demo_without_espeak_says_what_to_install(tmp_path, monkeypatch):
 def test_demo_scale_prints_the_size_written_and_every_option_has_help(tmp_path):
     out = tmp_path / "big.mp4"
     proc = subprocess.run(
-        [sys.executable, "-m", "realtime_sda", "demo", "-o", str(out), "--text", "Hi.", "--scale", "4"],
+        [sys.executable, "-m", "realtime_sda", "demo", "-o", str(out), "--text", "Hi.", "--scale", "4", "--crop"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ DEFAULT_TEXT = "Hello! I am a talking face, animated live from the sound of spee
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="animate the bundled avatar with synthetic speech (default model)")
+    p = sub.add_parser("demo", help="animate the bundled avatar photo with synthetic speech (default model)")
     p.add_argument("-o", "--output", default="demo.mp4", help="output mp4 (default demo.mp4)")
     p.add_argument("--text", default=DEFAULT_TEXT, help="what the avatar says")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice, e.g. en-us, en+f3, de")
@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same video (default 0)")
     p.add_argument("--scale", type=float, default=None, help="enlarge the frames in the mp4")
+    p.add_argument("--crop", action="store_true",
+                   help="output the model's aligned face crop instead of the whole (bundled or --avatar) photo")
     p.set_defaults(func=run)
 
 
@@ -35,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     animator = VideoAnimator(model_path=args.model, gpu=None, device=args.device)  # CUDA when present
     with tempfile.TemporaryDirectory(prefix="realtime-sda-demo-") as tmp:
         wav = synthesize_speech(args.text, Path(tmp) / "speech.wav", voice=args.voice)
-        video, audio = animator(str(avatar), str(wav), aligned=args.avatar is None, seed=args.seed)
+        if args.crop:
+            video, audio = animator(str(avatar), str(wav), aligned=args.avatar is None, seed=args.seed)
+        else:
+            video, audio = animator(str(avatar), str(wav), seed=args.seed, full_frame=True)
     animator.save_video(video, audio, args.output, scale=args.scale)
     h, w = even_size(*video.shape[2:], args.scale)  # what the file holds
     print(f"wrote {args.output}: {video.shape[0]} frames of {w}x{h} at {animator.config.video_rate} fps")
