@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime_sda.server.playout import PlayoutClock
+from realtime_sda.server.playout import DEFAULT_MARGIN_S, PlayoutClock, check_margin
 
 
 class FakeTime:
@@ -53,3 +53,23 @@ def test_consistently_early_frames_reclaim_delay_and_far_early_ones_catch_up() -
         now.t = clock.due(master) - 0.2
         clock.place(master, arrival=now.t, late_s=0.04, newer_waiting=False)
     assert clock.reclaims >= 1 and clock.delay_s < 0.1
+
+
+def test_one_margin_default_and_one_range() -> None:
+    """The playout margin's default and bounds live in playout.py; the clock, the viewer feed
+    and the server's config all take them from there."""
+    assert DEFAULT_MARGIN_S == pytest.approx(0.010)
+    assert PlayoutClock().margin_s == DEFAULT_MARGIN_S
+    assert check_margin(0.005) == 0.005 and check_margin(1.0) == 1.0
+    for bad in (0.002, 1.5, -0.01):
+        with pytest.raises(ValueError, match="between 5 and 1000 ms"):
+            check_margin(bad)
+        with pytest.raises(ValueError, match="between 5 and 1000 ms"):
+            PlayoutClock(margin_s=bad)
+
+
+def test_server_config_default_is_the_playout_default() -> None:
+    pytest.importorskip("aiortc")  # the server package needs its media stack
+    from realtime_sda.server.app import ServerConfig
+
+    assert ServerConfig().playout_margin_ms == pytest.approx(1000 * DEFAULT_MARGIN_S)

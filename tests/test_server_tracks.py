@@ -156,3 +156,12 @@ def test_playout_moves_later_when_frames_come_too_close_to_their_slot():
     # the packets around the one move are silent (later ones are the silence after the end)
     first, last = loud.index(True), len(loud) - 1 - loud[::-1].index(True)
     assert last - first >= 50 and loud[first : last + 1].count(False) <= 2, "".join(".X"[x] for x in loud)
+
+
+def test_feed_takes_the_playout_default_and_range():
+    from realtime_sda.server.playout import DEFAULT_MARGIN_S
+
+    assert ViewerFeed().clock.margin_s == DEFAULT_MARGIN_S
+    for bad in (0.002, 2.0):
+        with pytest.raises(ValueError, match="between 5 and 1000 ms"):
+            ViewerFeed(margin_s=bad)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import RealtimeSDAError, require
 from .client import Client, ClientContext
+from .playout import DEFAULT_MARGIN_S, check_margin
 from .stills import Avatar
 from .security import Limits, host_allowed, origin_allowed, token_matches
 from .signaling import SignalingError, error_message, parse_message
@@ -61,7 +62,7 @@ class ServerConfig:
     #: is sent: the playout margin that absorbs how unevenly frames are made. Playback moves
     #: later when a frame comes closer than 5 ms to its slot and earlier again after 10 s of
     #: frames all early by more than 1.5x this. 10 ms suits a quiet server; a busy CPU adapts
-    playout_margin_ms: float = 10.0
+    playout_margin_ms: float = 1000.0 * DEFAULT_MARGIN_S  # 5 to 1000 (playout.check_margin)
     #: show the whole photo (uploads and the default avatar photo), the face moving in it;
     #: False: the model's aligned crop, as before
     photo: bool = True
@@ -138,7 +139,7 @@ class AvatarServer:
             default_avatar=self.default_avatar,
             ice_servers=tuple(self.ice_servers),
             audio_prefetch=self.config.audio_prefetch,
-            playout_margin_s=self.config.playout_margin_ms / 1000.0,
+            playout_margin_s=check_margin(self.config.playout_margin_ms / 1000.0),
             make_avatar=self.make_avatar,
             open_session=self.open_session,
             broadcast_hub=lambda: self.broadcast.hub if self.broadcast is not None else None,

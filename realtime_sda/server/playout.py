@@ -15,10 +15,25 @@ import time
 from collections import deque
 from typing import Callable
 
-__all__ = ["PlayoutClock", "DEFAULT_MARGIN_S", "MIN_SLACK_S"]
+__all__ = ["PlayoutClock", "DEFAULT_MARGIN_S", "MIN_MARGIN_S", "MAX_MARGIN_S", "MIN_SLACK_S", "check_margin"]
 
-DEFAULT_MARGIN_S = 0.010
 MIN_SLACK_S = 0.005  # a frame arriving closer than this to its slot (or after it) moves playback later
+
+#: The playout margin: how early (at least) a frame should reach a viewer's feed before it is
+#: sent. The one default (the server's ``ServerConfig.playout_margin_ms`` and every viewer
+#: feed take it from here) and the one range, checked by :func:`check_margin`. A margin
+#: below ``MIN_SLACK_S`` would move playback later on every frame.
+DEFAULT_MARGIN_S = 0.010
+MIN_MARGIN_S = MIN_SLACK_S
+MAX_MARGIN_S = 1.0
+
+
+def check_margin(margin_s: float) -> float:
+    """``margin_s`` if it is a valid playout margin (5 ms to 1 s), else ``ValueError``."""
+    if not MIN_MARGIN_S <= margin_s <= MAX_MARGIN_S:
+        raise ValueError(f"the playout margin must be between {1000 * MIN_MARGIN_S:g} and "
+                         f"{1000 * MAX_MARGIN_S:g} ms, got {1000 * margin_s:g} ms")
+    return float(margin_s)
 
 
 class PlayoutClock:
@@ -38,10 +53,10 @@ class PlayoutClock:
     ``shift`` starts at ``base_s`` so it can shrink without output times going negative.
     """
 
-    def __init__(self, margin_s: float = 0.04, period_s: float = 0.04, window: int = 50, base_s: float = 1.0,
+    def __init__(self, margin_s: float = DEFAULT_MARGIN_S, period_s: float = 0.04, window: int = 50, base_s: float = 1.0,
                  reclaim_s: float | None = None, now: Callable[[], float] = time.monotonic) -> None:
         self.now = now
-        self.margin_s = margin_s
+        self.margin_s = check_margin(margin_s)
         self.period_s = period_s
         #: how much more than the margin every frame of the window must be early by before
         #: playback moves earlier (default: one period)

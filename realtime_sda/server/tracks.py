@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import require
 from ..media.audio import to_int16
-from .playout import DEFAULT_MARGIN_S, MIN_SLACK_S, PlayoutClock
+from .playout import DEFAULT_MARGIN_S, PlayoutClock
 
 av = require("av", "server", "The WebRTC server")
 soxr = require("soxr", "server", "The WebRTC server")
@@ -53,12 +53,11 @@ class ViewerFeed:
         self._video_ready = asyncio.Event()
         self._audio_ready = asyncio.Event()
         # the playout margin absorbs how unevenly frames arrive (their audio must be here
-        # before its first 20 ms packet is due): 10 ms by default. Playback moves earlier
+        # before its first 20 ms packet is due): DEFAULT_MARGIN_S by default, checked by
+        # the clock (check_margin). Playback moves earlier
         # again when every frame of the last 10 s came early by more than a further half
         # margin (a hiccup's slip does not stay)
         margin = DEFAULT_MARGIN_S if margin_s is None else margin_s
-        if margin < MIN_SLACK_S:
-            raise ValueError(f"the playout margin must be at least {1000 * MIN_SLACK_S:g} ms, got {1000 * margin:g} ms")
         self.clock = PlayoutClock(margin_s=margin, period_s=period_s, window=max(1, round(10.0 / period_s)),
                                 reclaim_s=margin / 2)
         self.closed = False
