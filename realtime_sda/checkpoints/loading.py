@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .format import STATE_DICT_KEYS, read_checkpoint
-from ..core.config import ORIGINAL_KEYS, SDAConfig
+from ..core.config import EXTENSION_KEYS, ORIGINAL_KEYS, SDAConfig
 from ..errors import CheckpointFormatError, DeviceError, StateDictMismatchError
 from ..core.model import SDAModel
 from .registry import KNOWN_MODELS, check_known_hash, resolve_model
@@ -86,6 +86,6 @@ def load_model(
         )
     for part in STATE_DICT_KEYS:
         getattr(model, part).load_state_dict(ckpt[part], strict=True)
-    model.extra = {k: v for k, v in ckpt.items() if k not in STATE_DICT_KEYS and k not in ORIGINAL_KEYS and k != "width"}
+    model.extra = {k: v for k, v in ckpt.items() if k not in STATE_DICT_KEYS and k not in ORIGINAL_KEYS and k not in EXTENSION_KEYS}
     model.source = Path(path)
     return model.to(resolve_device(device)).eval()
