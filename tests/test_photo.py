@@ -172,6 +172,7 @@ def test_photo_measures_tell_a_still_video_from_a_talking_one(full_and_crop, ani
     still, talking = photo_measures(astronaut, paths["still"]), photo_measures(astronaut, paths["talking"])
     assert still["faces_found"] == talking["faces_found"] == len(full)
     assert still["identity"] < 0.1 and still["mouth_motion"] < 0.02 and still["steadiness"] < 0.5
+    assert still["blinks_per_s"] == 0
     assert 0.9 < still["sharpness"] < 1.1 and still["stillness"] < 3.0  # the encoder's own loss
     assert talking["mouth_motion"] > 0.05 > still["mouth_motion"]
     assert talking["identity"] < 0.6 and talking["lip_sync"] > 0.3  # the same person, lips with the sound
@@ -193,7 +194,7 @@ def test_cli_evaluate_photos(astronaut, speech, tmp_path):
     assert res.returncode == 0, res.stderr
     result = json.loads(out.read_text())
     assert result["photos"] == 1 and result["per_photo"][0]["size"] == [512, 512]
-    assert set(result["mean"]) == {"identity", "lip_sync", "mouth_motion", "sharpness", "steadiness", "stillness"}
+    assert set(result["mean"]) == {"identity", "lip_sync", "mouth_motion", "blinks_per_s", "sharpness", "steadiness", "stillness"}
     assert "identity" in res.stdout
     res = subprocess.run([sys.executable, "-m", "realtime_sda", "evaluate", "--model", "default", "--photos",
                           str(astronaut)], capture_output=True, text=True, timeout=120)

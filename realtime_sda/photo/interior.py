@@ -18,10 +18,11 @@ _PATCH = 48  # canonical patch side, pixels
 
 @dataclass(frozen=True)
 class MouthColours:
-    """RGB float32 colours of the mouth interior, taken from the photo."""
+    """RGB float32 colours of the mouth interior and the eyelids, taken from the photo."""
 
     cavity: np.ndarray
     teeth: np.ndarray
+    lid: np.ndarray  # the skin between the eyes and the brows: a closed eyelid's colour
 
 
 def mouth_colours(photo: np.ndarray, marks: np.ndarray) -> MouthColours:
@@ -39,7 +40,16 @@ def mouth_colours(photo: np.ndarray, marks: np.ndarray) -> MouthColours:
     skin = float(np.median(nose.mean(1))) if len(nose) > 8 else 170.0
     cavity = (lip_rgb * 0.25).astype(np.float32)
     teeth = np.clip(np.array([0.95, 0.92, 0.86], np.float32) * min(skin * 1.2, 235.0), 0, 255)
-    return MouthColours(cavity=cavity, teeth=teeth)
+    # the upper lids' skin: a band between each eye's top and its brow
+    band = []
+    for top, brow in ((marks[37:39], marks[18:21]), (marks[43:45], marks[23:26])):
+        ya, yb = int(brow[:, 1].mean()), int(top[:, 1].min())
+        xa, xb = int(top[:, 0].min()), int(top[:, 0].max()) + 1
+        ya, yb = ya + (yb - ya) // 2, max(yb - 1, ya + (yb - ya) // 2 + 1)
+        band.append(photo[max(ya, 0) : max(yb, 0), max(xa, 0) : max(xb, 0)].reshape(-1, 3))
+    skin_band = np.concatenate(band).astype(np.float32)
+    lid = np.median(skin_band, 0) if len(skin_band) > 4 else nose.mean(0) if len(nose) else np.full(3, 170.0)
+    return MouthColours(cavity=cavity, teeth=teeth, lid=np.asarray(lid, np.float32))
 
 
 def _patch(colours: MouthColours, teeth_frac: float, lower_frac: float) -> np.ndarray:

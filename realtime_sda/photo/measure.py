@@ -6,6 +6,7 @@ photo and the video's own sound, frame by frame with dlib.
 - lip_sync: correlation of the inner-lip opening (points 62-66 over the eye-corner
   distance) with the loudness of the frame's own audio (best of lags -1, 0, 1 frames)
 - mouth_motion: p90 - p10 of that opening (a speaker's mouth opens and closes)
+- blinks_per_s: eye closures a second (eye aspect ratio, as the training metrics count them)
 - sharpness: Laplacian variance in the face box, frames vs the photo
 - steadiness: median frame-to-frame change in the upper two thirds of the face box (levels)
 - stillness: mean change of the pixels outside twice the face box, vs the photo (levels)
@@ -81,6 +82,7 @@ def photo_measures(photo: Any, video: str | Path, samples: int = 12) -> dict[str
     from ..errors import FaceNotFoundError
     from ..media.face import detect_faces
     from ..media.image import load_rgb, resize_rgb
+    from ..training.blinks import count_blinks, eye_aspect_ratio
 
     frames, times, fps, audio, rate = read_video(video)
     h, w = frames[0].shape[:2]
@@ -90,11 +92,15 @@ def photo_measures(photo: Any, video: str | Path, samples: int = 12) -> dict[str
         raise FaceNotFoundError(f"no face found in the photo at the video's size ({w}x{h})")
     box = boxes[0]
     x0, y0, x1, y1 = (max(v, 0) for v in box)
-    gray = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)
-    lap = lambda im: float(cv2.Laplacian(gray(np.ascontiguousarray(im[y0:y1, x0:x1])), cv2.CV_64F).var())
+
+    def lap(im: np.ndarray) -> float:
+        face = np.ascontiguousarray(im[y0:y1, x0:x1])
+        return float(cv2.Laplacian(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
     ref_desc, ref_lap = _descriptor(ref, box), lap(ref)
     n = len(frames)
     opening = np.full(n, np.nan)
+    eyes = np.full(n, np.nan)
     dists, sharp = [], []
     every = max(1, n // samples)
     for i, fr in enumerate(frames):
@@ -103,6 +109,7 @@ def photo_measures(photo: Any, video: str | Path, samples: int = 12) -> dict[str
             continue
         m = _landmarks(fr, found[0])
         opening[i] = np.linalg.norm(m[66] - m[62]) / np.linalg.norm(m[45] - m[36])
+        eyes[i] = eye_aspect_ratio(m[None])[0]
         if i % every == 0:
             dists.append(float(np.linalg.norm(_descriptor(fr, found[0]) - ref_desc)))
             sharp.append(lap(fr))
@@ -127,6 +134,7 @@ def photo_measures(photo: Any, video: str | Path, samples: int = 12) -> dict[str
         "identity": float(np.median(dists)) if dists else float("nan"),
         "lip_sync": max(rs) if rs else float("nan"),
         "mouth_motion": float(np.nanpercentile(opening, 90) - np.nanpercentile(opening, 10)) if good.any() else 0.0,
+        "blinks_per_s": count_blinks(eyes[good]) / (n / fps) if good.any() and fps else 0.0,
         "sharpness": float(np.median(sharp) / ref_lap) if sharp and ref_lap > 0 else float("nan"),
         "steadiness": float(np.median([np.abs(top[i] - top[i - 1]).mean() for i in range(1, n)])) if n > 1 else 0.0,
         "stillness": float(np.mean([np.abs(fr.astype(np.int16) - ref.astype(np.int16))[far].mean() for fr in frames[::every]]))
@@ -155,7 +163,7 @@ def evaluate_photos(model: str, photos: list[str], speech: str, seed: int = 0, d
                 for chunk in job:
                     writer.write(chunk)
             rows.append({"photo": str(photo), "size": list(job.size), **photo_measures(photo, path)})
-    keys = ["identity", "lip_sync", "mouth_motion", "sharpness", "steadiness", "stillness"]
+    keys = ["identity", "lip_sync", "mouth_motion", "blinks_per_s", "sharpness", "steadiness", "stillness"]
     result = {"model": str(model), "speech": str(speech), "seed": seed, "photos": len(rows),
               "mean": {k: float(np.nanmean([r[k] for r in rows])) for k in keys}, "per_photo": rows}
     if out is not None:

@@ -40,7 +40,10 @@ _LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
 #: the opening beyond rest (eye distances) approaches this as the model's opening passes its
 #: usual (p90) width for the face: wider reads as another person, narrower as a mumble
 _SPAN = 0.22
-_REST_GAP = 0.04  # lips parted at rest at most this much of the eye distance (photos that smile keep a little)
+_REST_GAP = 0.04
+#: how far the warp moves an upper lid towards the lower one in a full blink; the rest of the
+#: eye is painted over with lid skin (a warp that closes it fully folds the brow into it)
+_LID_TRAVEL = 0.5  # lips parted at rest at most this much of the eye distance (photos that smile keep a little)
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ class PhotoRenderer:
         for k, sign in ((48, -1.0), (60, -1.0), (54, 1.0), (64, 1.0)):
             q[k] += sign * 0.5 * self.gain * pose.widening * d * self._right
         for upper, lower in _LIDS:
-            q[upper] += pose.blink * 0.9 * (p[lower] - p[upper])
+            q[upper] += pose.blink * _LID_TRAVEL * (p[lower] - p[upper])
         return q, gap
 
     def __call__(self, crop: np.ndarray) -> np.ndarray:
@@ -185,8 +188,32 @@ class PhotoRenderer:
         open_beyond = gap - self._photo_gap
         if open_beyond > 0.005:
             region = self._fill_mouth(region, q, open_beyond)
+        if pose.blink > 0.02:
+            region = self._close_eyes(region, q, pose.blink)
         out[y0:y1, x0:x1] = region
         return out
+
+    def _close_eyes(self, region: np.ndarray, q: np.ndarray, amount: float) -> np.ndarray:
+        """Paint the (warped) eye openings over with the skin of the lids above them and a
+        lash line where the lids meet, ``amount`` 0 (open) to 1 (closed)."""
+        import cv2
+
+        x0, y0 = self.rig.region[:2]
+        mask = np.zeros(region.shape[:2], np.float32)
+        lash = np.zeros(region.shape[:2], np.float32)
+        width = max(1, int(round(self.rig.eye_distance * 0.012)))
+        for eye in (range(36, 42), range(42, 48)):
+            pts = q[list(eye)] - np.array([x0, y0])
+            cv2.fillPoly(mask, [np.round(pts * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+            lower = pts[[0, 5, 4, 3]]  # corner, lower lid, corner: where a closed lid's lashes lie
+            cv2.polylines(lash, [np.round(lower * 4).astype(np.int32)], False, 1.0, width, cv2.LINE_AA, shift=2)
+        k = 2 * max(1, int(round(self.rig.eye_distance * 0.02))) + 1
+        mask = np.maximum(cv2.GaussianBlur(mask, (k, k), 0), 0)[..., None] * amount
+        lash = cv2.GaussianBlur(lash, (3, 3), 0)[..., None] * amount
+        out = region.astype(np.float32)
+        out += mask * (self.rig.colours.lid - out)
+        out *= 1.0 - 0.55 * lash
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     def _fill_mouth(self, region: np.ndarray, q: np.ndarray, open_beyond: float) -> np.ndarray:
         """Blend the drawn interior into the opened lips (feathered, fading in as they part)."""
