@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["register", "default_model", "add_photo_options", "photo_options"]
+__all__ = ["register", "default_model", "add_photo_options", "photo_options", "LIVE_SIZE"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,12 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_photo_options(p: argparse.ArgumentParser) -> None:
+#: the long side of live whole-photo video when none is asked for: real time on 2 CPU cores
+LIVE_SIZE = 512
+
+
+def add_photo_options(p: argparse.ArgumentParser, live: bool = False) -> None:
     """The options that choose between the whole photo (default) and the model's crop."""
     p.add_argument("--crop", action="store_true",
                    help="output the model's aligned face crop (what the original library made) instead of the whole photo")
     p.add_argument("--size", type=int, default=None, metavar="PX",
-                   help="long side of the output photo in pixels (default: the photo's, at most 1280)")
+                   help=f"long side of the live photo in pixels (default {LIVE_SIZE}: real time on 2 CPU cores)" if live
+                   else "long side of the output photo in pixels (default: the photo's, at most 1280)")
     p.add_argument("--face", type=int, default=0, metavar="N",
                    help="which face of a group photo to animate: 0 = the largest (see 'realtime-sda faces PHOTO')")
     p.add_argument("--aligned", action="store_true",

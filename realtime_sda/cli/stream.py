@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from .animate import add_photo_options, photo_options
+from .animate import LIVE_SIZE, add_photo_options, photo_options
 
 __all__ = ["register", "run_preview", "run_vcam"]
 
@@ -21,7 +21,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     src.add_argument("--list-devices", action="store_true", help="list the microphones and exit")
     p.add_argument("--avatar", metavar="IMAGE", default=None,
                    help="still image of a face (default: the bundled avatar, when installed)")
-    add_photo_options(p)
+    add_photo_options(p, live=True)
     p.add_argument("--model", default=None, help="model name or checkpoint path (default: 'default')")
     p.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if present)")
     p.add_argument("--bf16", action="store_true", help="run the generator in bfloat16 (faster on some CPUs/GPUs)")
@@ -121,7 +121,8 @@ async def _stream(args: argparse.Namespace, sinks: list[Any]) -> Any:
         renderer = None
         options = photo_options(args)
         if still is None:
-            renderer, still = await worker.prepare_photo(args.avatar, face=options["face"], size=options["size"])
+            renderer, still = await worker.prepare_photo(args.avatar, face=options["face"],
+                                                         size=options["size"] or LIVE_SIZE)
         session = await worker.open_session(
             still, seed=args.seed, lookahead_ms=args.lookahead_ms, realtime=True, grace_ms=args.grace_ms,
             catchup_frames=args.max_lag_frames if args.max_lag_frames > 0 else None, renderer=renderer,

@@ -139,7 +139,8 @@ class PhotoRenderer:
         return MouthPose(
             opening=(float(mouth_gap(m)) - n.gap) / n.eye_distance,
             widening=(float(mouth_width(m)) - n.width) / n.eye_distance,
-            blink=float(np.clip((0.7 - ratio) / 0.35, 0.0, 1.0)),
+            # the model closes its eyes below ~0.8 of their open size; half closed shows as a blink
+            blink=float(np.clip((0.8 - ratio) / 0.2, 0.0, 1.0)),
         )
 
     def targets(self, pose: MouthPose) -> tuple[np.ndarray, float]:
