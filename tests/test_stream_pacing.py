@@ -4,34 +4,16 @@ no backlog after the source resumes, reduced look-ahead."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import numpy as np
 import pytest
-import torch
 
-from realtime_sda.streaming import InferenceWorker, ManualClock
 
+
+from testsupport.streaming import manual_worker, random_still
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-
-def _still(model) -> torch.Tensor:
-    h, w = model.config.img_size
-    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
-
-
-@contextlib.asynccontextmanager
-async def _manual_worker(model):
-    """A started worker on a manual clock (ticked by the test), stopped afterwards."""
-    clock = ManualClock()
-    worker = InferenceWorker(model, clock=clock, autotick=False)
-    await worker.start()
-    try:
-        yield clock, worker
-    finally:
-        await worker.stop()
 
 
 def _drain(q) -> list:
@@ -48,8 +30,8 @@ def test_pacing_stall_and_recovery(tiny_model) -> None:
     audio = (0.5 * np.sin(np.arange(rate * 4) * 0.05) + 0.1).astype(np.float32)
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
             q = s.subscribe(10_000)
             t0, pos, log = clock.now(), 0, []  # log: (time, frames so far)
 
@@ -102,9 +84,9 @@ def test_reduced_lookahead_emits_earlier_and_zero_fills(tiny_model) -> None:
     rate = cfg.audio_rate
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            full = await worker.open_session(_still(tiny_model), seed=0)
-            fast = await worker.open_session(_still(tiny_model), seed=0, lookahead_ms=0)
+        async with manual_worker(tiny_model) as (clock, worker):
+            full = await worker.open_session(random_still(tiny_model), seed=0)
+            fast = await worker.open_session(random_still(tiny_model), seed=0, lookahead_ms=0)
             assert full.lookahead_ms == 1000.0 * cfg.lookahead_samples / rate and fast.lookahead_ms == 0
             first = {}
             for k in range(30):
@@ -131,8 +113,8 @@ def test_slow_steps_jump_the_timeline_instead_of_falling_behind(tiny_model) -> N
     audio = (0.3 * np.sin(np.arange(rate * 3) * 0.03)).astype(np.float32)
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0)
             q = s.subscribe(1000)
             for k in range(150):  # 3 s of audio in 20 ms pushes, a step every 10th push
                 clock.advance(0.02)
@@ -159,8 +141,8 @@ def _live_run(tiny_model, backlog: bool):
     audio = (0.4 * np.sin(np.arange(rate * 4) * 0.05) + 0.1).astype(np.float32)
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0, grace_ms=60, max_backlog_ms=120)
             q = s.subscribe(10_000)
             pos, after = 0, []
 
@@ -238,8 +220,8 @@ def test_live_schedule_follows_the_least_delayed_arrival(tiny_model) -> None:
     audio = (0.3 * np.sin(np.arange(rate * 2) * 0.05)).astype(np.float32)
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0)
             s.push_audio(audio[:chunk], rate)  # packet 0, late
             clock.advance(0.005)  # packet 1 arrives only 5 ms later
             t0_first, made_with = None, []
@@ -269,8 +251,8 @@ def test_live_burst_ahead_is_dropped_not_made_at_once(tiny_model) -> None:
     audio = (0.3 * np.sin(np.arange(rate * 4) * 0.05)).astype(np.float32)
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0, max_backlog_ms=120)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0, max_backlog_ms=120)
             pos, per_tick = 0, []
             for k in range(100):
                 n = chunk + (rate if k == 50 else 0)  # packet 50 brings 1 s extra

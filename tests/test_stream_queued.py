@@ -8,29 +8,14 @@ import contextlib
 
 import numpy as np
 import pytest
-import torch
 
-from realtime_sda.streaming import EndOfStream, InferenceWorker, ManualClock
+from realtime_sda.streaming import EndOfStream
 from realtime_sda.streaming.session import AudioQueueFullError
 from testsupport.media import speech_like
 
+from testsupport.streaming import manual_worker, random_still
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _still(model) -> torch.Tensor:
-    h, w = model.config.img_size
-    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
-
-
-@contextlib.asynccontextmanager
-async def _manual_worker(model):
-    clock = ManualClock()
-    worker = InferenceWorker(model, clock=clock, autotick=False)
-    await worker.start()
-    try:
-        yield clock, worker
-    finally:
-        await worker.stop()
 
 
 def _drain(q) -> list:
@@ -48,8 +33,8 @@ def test_a_whole_clip_pushed_at_once_plays_at_real_time_with_every_frame_of_spee
     expected = cfg.num_frames(len(clip))
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0, max_backlog_ms=None)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0, max_backlog_ms=None)
             shown: list = []
 
             async def watch() -> None:  # the README's loop: frames() ends after the last frame
@@ -97,8 +82,8 @@ def test_the_queue_is_bounded_with_a_clear_error_and_nothing_of_a_refused_push_q
     first, refused, later = clip[: int(1.5 * rate)], clip[int(1.5 * rate) : int(2.5 * rate)], clip[int(2.5 * rate) :]
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0, max_backlog_ms=None, max_queued_s=2.0)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0, max_backlog_ms=None, max_queued_s=2.0)
             q = s.subscribe(10_000)
             with pytest.raises(AudioQueueFullError, match="max_queued_s"):
                 s.push_audio(clip[: int(2.5 * rate)], rate)  # more than the bound at once
@@ -134,8 +119,8 @@ def test_slow_steps_never_skip_queued_audio_and_leave_no_burst(tiny_model) -> No
     clip = speech_like(4.0, rate, seed=4)
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0, max_backlog_ms=None)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0, max_backlog_ms=None)
             q = s.subscribe(10_000)
             s.push_audio(clip, rate)
             s.end_audio()
@@ -168,8 +153,8 @@ def test_live_sessions_keep_the_drop_late_rule(tiny_model) -> None:
     clip = speech_like(3.0, cfg.audio_rate, seed=5)
 
     async def main():
-        async with _manual_worker(tiny_model) as (clock, worker):
-            s = await worker.open_session(_still(tiny_model), seed=0)
+        async with manual_worker(tiny_model) as (clock, worker):
+            s = await worker.open_session(random_still(tiny_model), seed=0)
             assert s.options.live and s.queue_limit is None
             s.push_audio(clip, cfg.audio_rate)  # never refused: live audio follows the wall clock
             for _ in range(20):
