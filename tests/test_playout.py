@@ -55,6 +55,20 @@ def test_consistently_early_frames_reclaim_delay_and_far_early_ones_catch_up() -
     assert clock.reclaims >= 1 and clock.delay_s < 0.1
 
 
+def test_a_jump_larger_than_the_base_shift_is_caught_up_whole() -> None:
+    """A producer that jumps further ahead than ``base_s`` (a live source after a long stall)
+    is sent at once again, not ``jump - base_s`` late for the rest of the session."""
+    clock, now = make(margin=0.02)
+    clock.place(0.0, arrival=now.t, late_s=0.04, newer_waiting=False)
+    now.t += 0.04
+    master = 0.04 + 3.0  # 3 s of media skipped, three times base_s
+    wait = clock.place(master, arrival=now.t, late_s=0.04, newer_waiting=False)
+    assert wait is not None and 0.0 <= wait <= 0.02 + 0.04
+    assert clock.output_time(master) > clock.output_time(0.0)  # timestamps still move forward
+    now.t += 0.04
+    assert clock.place(master + 0.04, arrival=now.t, late_s=0.04, newer_waiting=False) == pytest.approx(wait, abs=1e-6)
+
+
 def test_one_margin_default_and_one_range() -> None:
     """The playout margin's default and bounds live in playout.py; the clock, the viewer feed
     and the server's config all take them from there."""

@@ -94,8 +94,16 @@ class PlayoutClock:
         self._slack.clear()
 
     def advance(self, early_s: float) -> None:
-        """Move playback earlier by up to ``early_s`` (media after a jump arrives early)."""
-        self.shift -= min(max(early_s, 0.0), self.shift)
+        """Move playback earlier by ``early_s`` (media after a jump arrives early).
+
+        The output timeline absorbs what ``shift`` holds (so it stays continuous); a jump
+        larger than that moves the wall-clock origin, leaving a gap in the output timestamps
+        (media was skipped) rather than sending every later frame ``early_s`` too late."""
+        early_s = max(early_s, 0.0)
+        taken = min(early_s, self.shift)
+        self.shift -= taken
+        if self.origin is not None:
+            self.origin -= early_s - taken
         self.reclaims += 1
         self._slack.clear()
 
