@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testsupport/ (not installed)
 
-from realtime_sda.media.image import frames_to_uint8
 from realtime_sda.core.noise import NoiseSource
 from realtime_sda.core.state import StreamState
+from realtime_sda.media.image import frames_to_uint8
 from testsupport.models import grid_config, random_model
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -29,9 +29,9 @@ import torch
 
 from realtime_sda import SDAModel
 from realtime_sda.training.config import TrainConfig
-from realtime_sda.training.losses import discriminator_losses, generator_losses, sync_slices
-from realtime_sda.training.loop import build_discriminators
 from realtime_sda.training.generate import generate_train
+from realtime_sda.training.loop import build_discriminators
+from realtime_sda.training.losses import discriminator_losses, generator_losses, sync_slices
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import torch
 
-from .media.audio import RatedAudio, audio_rate_of, load_audio, to_int16, window_segments
-from .media.face import prepare_still
-from .media.image import frames_to_uint8
 from .checkpoints.loading import load_model, resolve_device
 from .checkpoints.registry import default_model_name
 from .core.noise import NoiseSource
 from .errors import RealtimeSDAError
+from .media.audio import RatedAudio, audio_rate_of, load_audio, to_int16, window_segments
+from .media.face import prepare_still
+from .media.image import frames_to_uint8
 from .media.video import save_video
 
 if TYPE_CHECKING:

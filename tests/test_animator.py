@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 from realtime_sda import VideoAnimator, get_audio_feature_extractor
-from realtime_sda.media.audio import audio_windows, load_audio
-from realtime_sda.errors import AudioDecodeError, FaceNotFoundError, ImageDecodeError, ModelNotFoundError, RealtimeSDAError
-from realtime_sda.media.face import prepare_still
-from realtime_sda.media.image import frames_to_uint8, load_rgb, original_scale
 from realtime_sda.core.nn import ContentEncoder
 from realtime_sda.core.noise import NoiseSource
+from realtime_sda.errors import AudioDecodeError, FaceNotFoundError, ImageDecodeError, ModelNotFoundError, RealtimeSDAError
+from realtime_sda.media.audio import audio_windows, load_audio
+from realtime_sda.media.face import prepare_still
+from realtime_sda.media.image import frames_to_uint8, load_rgb, original_scale
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from realtime_sda.core.noise import NoiseSource
+from realtime_sda.errors import AudioDecodeError, RealtimeSDAError
 from realtime_sda.media.audio import (
     audio_windows,
     cut_audio_sequence,
@@ -19,10 +21,8 @@ from realtime_sda.media.audio import (
     to_int16,
     window_segments,
 )
-from realtime_sda.errors import AudioDecodeError, RealtimeSDAError
-from realtime_sda.core.noise import NoiseSource
-from testsupport.stepper import Stepper
 from testsupport.models import grid_config, tiny_config
+from testsupport.stepper import Stepper
 
 RATE = 44100
 

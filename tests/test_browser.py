@@ -18,6 +18,7 @@ pytest.importorskip("aiortc")
 from realtime_sda.server import AvatarServer, ServerConfig  # noqa: E402
 from testsupport.chromium import CHROMIUM, HeadlessChromium  # noqa: E402
 from testsupport.loopback_client import audio_responsive_model  # noqa: E402
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (see .ci/install)"),

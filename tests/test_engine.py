@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED
 
 from realtime_sda.core.config import SDAConfig
 from realtime_sda.core.noise import NoiseSource
 from realtime_sda.core.state import StreamState
-from testsupport.stepper import Stepper
 from testsupport.models import grid_config, random_model, tiny_config
-
-from conftest import SHARED
+from testsupport.stepper import Stepper
 
 
 def reference_frames(model, still, windows, noise):

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime_sda.media import face
 from realtime_sda.errors import FaceNotFoundError
+from realtime_sda.media import face
 from realtime_sda.media.face import (
     ALIGN_POINTS,
     align_face,

@@ -7,10 +7,9 @@ import glob
 import numpy as np
 import pytest
 from PIL import Image
-
-from realtime_sda.cli import main
 from test_stream_pipeline import write_wav
 
+from realtime_sda.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,14 +14,13 @@ import time
 
 import numpy as np
 import pytest
+from test_stream_pipeline import write_wav
 
+from realtime_sda.checkpoints.loading import load_model
+from realtime_sda.core.noise import NoiseSource
 from realtime_sda.media.audio import audio_windows, load_audio
 from realtime_sda.media.face import prepare_still
 from realtime_sda.media.image import frames_to_uint8
-from realtime_sda.checkpoints.loading import load_model
-from realtime_sda.core.noise import NoiseSource
-
-from test_stream_pipeline import write_wav
 
 # Playback to the null device; capture from ALSA's file plugin reading /dev/zero (the bare
 # null device leaves capture buffers uninitialised, which gave garbage, even NaN, samples).

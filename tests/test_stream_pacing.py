@@ -8,8 +8,6 @@ import asyncio
 import numpy as np
 import pytest
 
-
-
 from testsupport.streaming import manual_worker, random_still
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

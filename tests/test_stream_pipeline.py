@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.media.audio import load_audio, audio_windows
-from realtime_sda.errors import AudioDecodeError, DeviceError
-from realtime_sda.media.image import frames_to_uint8
 from realtime_sda.core.noise import NoiseSource
+from realtime_sda.errors import AudioDecodeError, DeviceError
+from realtime_sda.media.audio import audio_windows, load_audio
+from realtime_sda.media.image import frames_to_uint8
 from realtime_sda.streaming import FileSource, InferenceWorker, StreamPipeline
 from realtime_sda.streaming.sinks import MemorySink, RecorderSink, VirtualCameraSink
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

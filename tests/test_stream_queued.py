@@ -12,7 +12,6 @@ import pytest
 from realtime_sda.streaming import EndOfStream
 from realtime_sda.streaming.session import AudioQueueFullError
 from testsupport.media import speech_like
-
 from testsupport.streaming import manual_worker, random_still
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime_sda.media.audio import resample, to_float_mono
 from realtime_sda.errors import AudioDecodeError
+from realtime_sda.media.audio import resample, to_float_mono
 from realtime_sda.streaming.resample import StreamResampler
 
 

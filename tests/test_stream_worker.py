@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.media.audio import audio_windows
-from realtime_sda.errors import AudioDecodeError, ImageDecodeError
-from realtime_sda.media.image import frames_to_uint8
 from realtime_sda.core.noise import NoiseSource
-from testsupport.stepper import Stepper
+from realtime_sda.errors import AudioDecodeError, ImageDecodeError
+from realtime_sda.media.audio import audio_windows
+from realtime_sda.media.image import frames_to_uint8
 from realtime_sda.streaming import AudioRingBuffer, InferenceWorker, SessionClosedError, VideoFrame
 from realtime_sda.streaming.queues import EndOfStream
-
+from testsupport.stepper import Stepper
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,6 +9,7 @@ from typing import get_type_hints
 
 import realtime_sda
 
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """Module -> the package modules it imports (every import statement: TYPE_CHECKING and
     function-level ones included; the lazy string exports of ``__init__`` are not imports)."""

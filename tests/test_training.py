@@ -14,8 +14,8 @@ from realtime_sda.cli import main
 from realtime_sda.training.config import TrainConfig, TrainConfigError
 from realtime_sda.training.dataset import ClipDataset, DatasetFormatError, clip_windows
 from realtime_sda.training.frame_disc import FrameDiscriminator
-from realtime_sda.training.losses import l1_lower_face, sync_slices
 from realtime_sda.training.loop import train
+from realtime_sda.training.losses import l1_lower_face, sync_slices
 from realtime_sda.training.sequence_disc import SequenceDiscriminator
 from realtime_sda.training.sync_disc import SyncDiscriminator, mouth_region, sync_audio
 from realtime_sda.training.synth.corpus import CorpusSpec, build_corpus

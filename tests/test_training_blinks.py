@@ -11,12 +11,20 @@ import torch
 
 from realtime_sda import load_model
 from realtime_sda.core.config import NOISE_STD
-from realtime_sda.training.blinks import (blink_noise, blink_spans, blink_targets, closure_track, count_blinks,
-                                          eye_aspect_ratio, eye_box, onset_threshold)
+from realtime_sda.training.blinks import (
+    blink_noise,
+    blink_spans,
+    blink_targets,
+    closure_track,
+    count_blinks,
+    eye_aspect_ratio,
+    eye_box,
+    onset_threshold,
+)
 from realtime_sda.training.config import TrainConfig, TrainConfigError
 from realtime_sda.training.dataset import ClipDataset, load_clip, read_index
-from realtime_sda.training.losses import blink_code_loss
 from realtime_sda.training.loop import train
+from realtime_sda.training.losses import blink_code_loss
 from realtime_sda.training.synth.animate import blink_track
 from realtime_sda.training.synth.corpus import CorpusSpec, build_corpus
 from realtime_sda.training.synth.faces import canonical_landmarks

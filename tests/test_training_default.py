@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from realtime_sda import load_model
-from realtime_sda.media.audio import load_audio
-from realtime_sda.core.noise import NoiseSource
 from realtime_sda.checkpoints.registry import resolve_model
+from realtime_sda.core.noise import NoiseSource
+from realtime_sda.media.audio import load_audio
 from realtime_sda.media.image import default_avatar_path
 from realtime_sda.training.dataset import clip_windows
 from realtime_sda.training.synth.faces import canonical_landmarks

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from realtime_sda.cli import main
-from testsupport.models import tiny_config, write_random_checkpoint
 from realtime_sda.training.dataset import load_clip, read_index, read_meta
 from realtime_sda.training.evaluate import (
     LandmarkMeter,
@@ -21,6 +20,7 @@ from realtime_sda.training.evaluate import (
     ssim,
 )
 from realtime_sda.training.synth.corpus import CorpusSpec, build_corpus
+from testsupport.models import tiny_config, write_random_checkpoint
 
 
 @pytest.fixture(scope="module")

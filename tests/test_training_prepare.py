@@ -12,9 +12,9 @@ from PIL import Image
 
 from realtime_sda.cli import main
 from realtime_sda.media.face import ALIGN_POINTS
+from realtime_sda.media.video import save_video
 from realtime_sda.training.dataset import load_clip, read_index, read_meta
 from realtime_sda.training.prepare import speaker_of
-from realtime_sda.media.video import save_video
 
 skimage_data = pytest.importorskip("skimage.data")
 

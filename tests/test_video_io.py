@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from realtime_sda.media.audio import to_int16
 from realtime_sda.errors import RealtimeSDAError
+from realtime_sda.media.audio import to_int16
 from realtime_sda.media.video import AAC_RATE, VideoWriter, even_size, save_video
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from .format import STATE_DICT_KEYS, read_checkpoint
 from ..core.config import EXTENSION_KEYS, ORIGINAL_KEYS, SDAConfig
-from ..errors import CheckpointFormatError, DeviceError, StateDictMismatchError
 from ..core.model import SDAModel
+from ..errors import CheckpointFormatError, DeviceError, StateDictMismatchError
+from .format import STATE_DICT_KEYS, read_checkpoint
 from .registry import KNOWN_MODELS, check_known_hash, resolve_model
 
 __all__ = ["load_model", "resolve_device"]

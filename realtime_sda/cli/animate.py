@@ -68,8 +68,8 @@ def photo_options(args: argparse.Namespace) -> dict:
 def default_model() -> str:
     """'default' if installed, else 'grid' if installed, else 'default' (whose error says
     where to get a model)."""
-    from ..errors import ModelNotFoundError
     from ..checkpoints.registry import resolve_model
+    from ..errors import ModelNotFoundError
 
     for name in ("default", "grid"):
         try:

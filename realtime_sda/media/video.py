@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import audio_rate_of, resample, to_float_mono
 from ..errors import RealtimeSDAError
+from .audio import audio_rate_of, resample, to_float_mono
 
 __all__ = ["AAC_RATE", "DEFAULT_CRF", "Mp4Muxer", "VideoWriter", "save_video", "even_size"]
 

@@ -78,11 +78,10 @@ def _descriptor(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 def photo_measures(photo: Any, video: str | Path, samples: int = 12) -> dict[str, float]:
     """The measures above for ``video`` (an mp4 with sound) made from ``photo``."""
     import cv2
+    from PIL import Image
 
     from ..errors import FaceNotFoundError
     from ..media.face import detect_faces
-    from PIL import Image
-
     from ..media.image import load_rgb
     from ..training.blinks import count_blinks, eye_aspect_ratio
 

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-
 from ..errors import RealtimeSDAError, require
 from .client import Client, ClientContext
 from .playout import DEFAULT_MARGIN_S, check_margin
-from .stills import Avatar
 from .security import Limits, host_allowed, origin_allowed, token_matches
 from .signaling import SignalingError, error_message, parse_message
 from .static import WEB_CLIENT_DIR, static_response
+from .stills import Avatar
 
 __all__ = ["ServerConfig", "AvatarServer", "is_loopback"]
 

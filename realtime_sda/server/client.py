@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FaceNotFoundError, ImageDecodeError, RealtimeSDAError
+from ..streaming.tasks import cancel_and_wait
 from .broadcast import FrameHub
 from .peer import PeerSession
 from .security import Limits, decode_image
-from .stills import Avatar
 from .signaling import Message, SignalingError, encode, error_message, parse_message
-from ..streaming.tasks import cancel_and_wait
+from .stills import Avatar
 
 if TYPE_CHECKING:
     import torch

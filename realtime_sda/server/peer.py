@@ -10,8 +10,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import RealtimeSDAError, require
-from .signaling import SignalingError
 from ..streaming.tasks import cancel_and_wait
+from .signaling import SignalingError
 from .tracks import ViewerFeed, make_tracks
 
 __all__ = ["PeerSession", "audio_frame_to_mono", "restrict_ice_to", "set_audio_prefetch", "DEFAULT_AUDIO_PREFETCH"]

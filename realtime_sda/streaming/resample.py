@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..media.audio import to_float_mono
 from ..errors import AudioDecodeError
+from ..media.audio import to_float_mono
 from .causal_resample import CausalResampler, supports
 
 __all__ = ["StreamResampler", "QUALITIES"]

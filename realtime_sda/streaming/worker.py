@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import ImageDecodeError, RealtimeSDAError
-from ..media.image import frames_to_uint8
 from ..core.model import SDAModel
 from ..core.state import IdentityContext, StreamState
+from ..errors import ImageDecodeError, RealtimeSDAError
+from ..media.image import frames_to_uint8
 from .clock import Clock, SystemClock
 from .options import SessionOptionArgs, SessionOptions
 from .session import AvatarSession

@@ -153,8 +153,8 @@ def _generator_groups(model: SDAModel, cfg: TrainConfig) -> list[dict[str, Any]]
 
 def _init_from(model: SDAModel, name: str) -> None:
     """Start the networks from another checkpoint of the same shapes (fine-tuning)."""
-    from ..errors import StateDictMismatchError
     from ..checkpoints.loading import load_model
+    from ..errors import StateDictMismatchError
 
     src = load_model(name, "cpu")
     for part in ("encoder", "encoder_id", "generator"):
