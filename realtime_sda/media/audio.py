@@ -87,8 +87,9 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     samples (n, channels), sample rate)."""
     chunks: list[np.ndarray] = []
     rate = 0
-    for block, rate in iter_decoded_audio(path):
+    for block, block_rate in iter_decoded_audio(path):
         chunks.append(block)
+        rate = block_rate
     if not chunks or rate <= 0:
         raise AudioDecodeError(f"'{path}' holds no audio samples; give a file with sound in it.")
     return np.concatenate(chunks, axis=0), int(rate)

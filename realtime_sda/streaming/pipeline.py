@@ -57,8 +57,8 @@ class StreamPipeline:
         # the source starts once every sink is open (a window shown, a file created), so no
         # audio is consumed before anyone can see or record the frames
         deadline = time.monotonic() + self.open_timeout
-        while not all(r.ready.is_set() for r in self.runners) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        for r in self.runners:  # waited for in a thread: the sinks signal threading events
+            await asyncio.to_thread(r.ready.wait, max(deadline - time.monotonic(), 0.0))
         if self.source is not None:
             self._source_task = asyncio.create_task(self.source.run(self.session), name=f"sda-source-{self.session.id}")
 
@@ -117,8 +117,7 @@ class StreamPipeline:
             r.stop()
         deadline = time.monotonic() + timeout
         for r in self.runners:
-            while not r.done and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
+            await asyncio.to_thread(r.wait_done, max(deadline - time.monotonic(), 0.0))
         stuck = [r.name for r in self.runners if not r.done]
         if stuck:
             raise TimeoutError(f"sink thread(s) {', '.join(stuck)} did not stop within {timeout} s")

@@ -322,21 +322,37 @@ class AvatarSession:
             extra = self._ring.total - self._ring.needed_total()
         return max(extra, 0) / self.config.audio_rate
 
-    async def wait_writable(self, max_buffered_s: float = 0.5, poll_s: float = 0.002) -> None:
+    async def wait_writable(self, max_buffered_s: float = 0.5) -> None:
         """Back-pressure for producers faster than real time: wait until at most
         ``max_buffered_s`` of audio waits to be shown (e.g. before pushing the next sentence,
-        so the queue stays within ``max_queued_s``)."""
-        while not self.closed and self.buffered_seconds() > max_buffered_s:
-            await asyncio.sleep(poll_s)
+        so the queue stays within ``max_queued_s``). Woken by each frame made (each consumes
+        audio), never by polling; returns at once when the session ends."""
+        if self.closed or self.buffered_seconds() <= max_buffered_s:
+            return
+        q = self.subscribe(maxsize=1, counted=False)
+        try:
+            while not self.closed and self.buffered_seconds() > max_buffered_s:
+                try:
+                    await q.get()
+                except Exception:  # the session ended (its error reaches the pusher on push)
+                    return
+        finally:
+            self.unsubscribe(q)
 
     # ---- consumer side -----------------------------------------------------------------------
-    def subscribe(self, maxsize: int = 2) -> FrameQueue[VideoFrame]:
-        """A new bounded queue receiving every later frame (drop-oldest when full)."""
+    def subscribe(self, maxsize: int = 2, counted: bool = True) -> FrameQueue[VideoFrame]:
+        """A new bounded queue receiving every later frame (drop-oldest when full). Frames it
+        drops count in ``stats.dropped_frames`` unless ``counted`` is False (an internal
+        watcher, e.g. :meth:`wait_writable`, whose skipped frames nobody misses)."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        q: FrameQueue[VideoFrame] = FrameQueue(maxsize, loop, on_drop=lambda n: self.stats.add(dropped_frames=n))
+
+        def dropped(n: int) -> None:
+            self.stats.add(dropped_frames=n)
+
+        q: FrameQueue[VideoFrame] = FrameQueue(maxsize, loop, on_drop=dropped if counted else None)
         with self._lock:
             if self.finished or self.closed:
                 q.close(self.error)

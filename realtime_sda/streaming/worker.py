@@ -129,9 +129,7 @@ class InferenceWorker:
         self._wake.set()
         if thread is None:
             return
-        deadline = asyncio.get_running_loop().time() + timeout
-        while thread.is_alive() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.005)
+        await asyncio.to_thread(thread.join, timeout)  # joined in a thread, never on the loop
         if thread.is_alive():
             raise TimeoutError(f"inference thread did not stop within {timeout} s (a step is still running)")
         self._thread = None
@@ -184,7 +182,10 @@ class InferenceWorker:
             opts = dataclasses.replace(opts, **args)
         opts.lookahead_samples(self.config)  # a bad look-ahead fails here, not on the thread
         if isinstance(still, IdentityContext):
-            identity_job: Callable[[], IdentityContext] = lambda: still
+            identity = still
+
+            def identity_job() -> IdentityContext:
+                return identity
         else:
             h, w = self.config.img_size
             if not isinstance(still, torch.Tensor) or still.dim() != 4 or tuple(still.shape) != (1, 3, h, w):
@@ -193,7 +194,10 @@ class InferenceWorker:
                     f"the still image must be a (1, 3, {h}, {w}) float tensor in [-1, 1] (an aligned face, "
                     f"e.g. from realtime_sda.media.image.to_model_input), got {shape}"
                 )
-            identity_job = lambda: self.model.encode_still(still)
+            image = still
+
+            def identity_job() -> IdentityContext:
+                return self.model.encode_still(image)
         identity = await self.submit(identity_job)
 
         def make() -> AvatarSession:

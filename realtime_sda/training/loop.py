@@ -131,7 +131,7 @@ def _resume(out: Path, model: SDAModel, d: Discriminators, opts: dict[str, torch
     for name, opt in opts.items():
         saved = state["optimizers"][name]
         if len(saved["param_groups"]) != len(opt.param_groups):  # a run from before lr_noise
-            warnings.warn(f"resuming: the {name} optimizer's parameter groups changed; its Adam moments restart")
+            warnings.warn(f"resuming: the {name} optimizer's parameter groups changed; its Adam moments restart", stacklevel=2)
             continue
         opt.load_state_dict(saved)
     torch.set_rng_state(state["torch_rng"])

@@ -80,6 +80,10 @@ class SinkRunner:
     def done(self) -> bool:
         return self._finished.is_set()
 
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Block (a thread, not the event loop) until the runner has finished; False on timeout."""
+        return self._finished.wait(timeout)
+
     @property
     def dropped(self) -> int:
         return self.queue.dropped
