@@ -31,7 +31,10 @@ def main() -> None:
     opening = np.abs(full.astype(int) - photo.transpose(2, 0, 1)[None]).mean(axis=(1, 2, 3))
     picks = np.argsort(opening)[[0, len(opening) // 2, -len(opening) // 5, -1]]
     face = (slice(30, 250), slice(110, 330))
-    tile = lambda img: Image.fromarray(np.ascontiguousarray(img)).resize((264, 264), Image.LANCZOS)
+
+    def tile(img: np.ndarray) -> Image.Image:
+        return Image.fromarray(np.ascontiguousarray(img)).resize((264, 264), Image.LANCZOS)
+
     before = [tile(photo[face])] + [Image.fromarray(crop[i].transpose(1, 2, 0)).resize((198, 264), Image.NEAREST) for i in picks]
     after = [tile(photo[face])] + [tile(full[i].transpose(1, 2, 0)[face]) for i in picks]
     sheet = Image.new("RGB", (5 * 268, 2 * 268), (255, 255, 255))

@@ -246,7 +246,8 @@ async def run(args: argparse.Namespace) -> dict:
         "seconds": args.seconds,
         "received_fps": float((len(steady) - 1) / (steady[-1] - steady[0])) if len(steady) > 1 else float("nan"),
         "bursts": len(bursts),
-        "latency_ms": {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)), "min": float(lat.min()), "max": float(lat.max()),
+        "latency_ms": {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90)),
+                       "min": float(lat.min()), "max": float(lat.max()),
                        **{f"{k}_median": float(np.median([b[k] for b in bursts if k in b])) for k in ("mic_in_ms", "model_ms", "out_ms")
                           if any(k in b for b in bursts)}},
         "frame_latency_ms": {"median": float(np.median(fl := [b["frame_latency_ms"] for b in bursts if "frame_latency_ms" in b])),
@@ -289,7 +290,8 @@ def main() -> None:
     lat, av = result["latency_ms"], result["av_offset_ms"]
     print(f"model {args.config} {result['model']['img_size']} look-ahead {result['model']['lookahead_ms']:.0f} ms, "
           f"{result['seconds']:.0f} s, {result['bursts']} bursts, received {result['received_fps']:.2f} fps")
-    print(f"first reaction (onset captured -> first frame that differs): median {lat['median']:.0f} ms, p90 {lat['p90']:.0f} ms (min {lat['min']:.0f}, max {lat['max']:.0f})")
+    print(f"first reaction (onset captured -> first frame that differs): median {lat['median']:.0f} ms, "
+          f"p90 {lat['p90']:.0f} ms (min {lat['min']:.0f}, max {lat['max']:.0f})")
     parts = ", ".join(f"{k[:-10]} {lat[k]:.0f} ms" for k in ("mic_in_ms_median", "model_ms_median", "out_ms_median") if k in lat)
     print(f"  median parts: {parts} (mic in: captured -> pushed into the session; model: -> frame made "
           f"(look-ahead, window, inference); out: -> playout clock, VP8, network, jitter buffer)")
@@ -306,7 +308,8 @@ def main() -> None:
     if m:
         print(f"same frames matched by timestamp ({m.get('bursts', 0)} bursts): latency median "
               f"{m.get('matched_latency_ms_median', float('nan')):.0f} ms (out {m.get('matched_out_ms_median', float('nan')):.0f} ms), "
-              f"A/V median {m.get('matched_av_offset_ms_median', float('nan')):+.1f} ms, |A/V| p90 {m.get('matched_av_offset_abs_p90', float('nan')):.0f} ms; "
+              f"A/V median {m.get('matched_av_offset_ms_median', float('nan')):+.1f} ms, "
+              f"|A/V| p90 {m.get('matched_av_offset_abs_p90', float('nan')):.0f} ms; "
               f"of out, {m.get('playout_wait_ms_median', float('nan')):.0f} ms playout clock, "
               f"{m.get('encode_send_ms_median', float('nan')):.0f} ms VP8 + send + loopback, "
               f"{m.get('client_wait_ms_median', float('nan')):.0f} ms between the frame's last packet arriving "

@@ -81,7 +81,11 @@ MEASURE_JS = r"""
     g.drawImage(video, 0, 0, w, h);
     const d = g.getImageData(0, 0, w, h).data;
     let diff = 0;
-    if (prev) { for (let i = 0; i < d.length; i += 4) diff += Math.abs(d[i] - prev[i]) + Math.abs(d[i + 1] - prev[i + 1]) + Math.abs(d[i + 2] - prev[i + 2]); diff /= w * h * 3; }
+    if (prev) {
+      for (let i = 0; i < d.length; i += 4)
+        diff += Math.abs(d[i] - prev[i]) + Math.abs(d[i + 1] - prev[i + 1]) + Math.abs(d[i + 2] - prev[i + 2]);
+      diff /= w * h * 3;
+    }
     prev = d;
     B.frames.push([meta.expectedDisplayTime, diff]);
     video.requestVideoFrameCallback(onFrame);
@@ -158,7 +162,7 @@ async def run(args: argparse.Namespace) -> dict:
                 data = await cdp.js("window.bench")
                 figures = await cdp.js("window.sda.figures")
     if args.raw:
-        Path(args.raw).write_text(json.dumps(data))
+        Path(args.raw).write_text(json.dumps(data))  # noqa: ASYNC240 (after the measurement)
     lookahead = 1000 * config.lookahead_samples / config.audio_rate
     result = analyse(data, 1000 * config.stride / config.audio_rate)
     return {

@@ -144,7 +144,10 @@ def test_cli_animate_defaults_to_the_whole_photo_and_lists_faces(astronaut, spee
     import av
 
     out = tmp_path / "talk.mp4"
-    run = lambda *a: subprocess.run([sys.executable, "-m", "realtime_sda", *a], capture_output=True, text=True, timeout=300)
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "realtime_sda", *a], capture_output=True, text=True, timeout=300)
+
     res = run("animate", str(astronaut), str(speech), "-o", str(out), "--quiet", "--size", "256")
     assert res.returncode == 0, res.stderr
     with av.open(str(out)) as c:

@@ -176,7 +176,8 @@ def test_preview_window_shows_the_face_under_xvfb(tiny_checkpoint, null_audio_ho
             proc.communicate()
     assert proc.returncode == 0, err[-2000:]
     assert "frames" in out and "latency p50" in out
-    assert best[0] == 0.0, f"no screenshot of {shots} showed an expected frame exactly (best {best}; last saw {seen}; preview said {err[-800:]!r})"
+    assert best[0] == 0.0, (f"no screenshot of {shots} showed an expected frame exactly "
+                            f"(best {best}; last saw {seen}; preview said {err[-800:]!r})")
     assert status is not None and (status > 200).any()  # the overlay text under the face
     import av  # --record wrote the same stream to an mp4 beside the window
 

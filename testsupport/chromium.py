@@ -82,7 +82,8 @@ class HeadlessChromium:
             "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--window-size=1100,800",
             f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank",
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # Popen returns at once (nothing here waits on the process)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # noqa: ASYNC220
         try:
             self.port = await self._devtools_port()
         except BaseException:
