@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +33,11 @@ __all__ = ["FoldedModel", "InferenceEngine", "fold_bn"]
 
 def fold_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with ``bn(x) == x * scale + shift`` per channel, in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    var, mean = bn.running_var, bn.running_mean
+    if var is None or mean is None:
+        raise ValueError("batch norm without running statistics cannot be folded")
+    scale = bn.weight / torch.sqrt(var + bn.eps)
+    return scale, bn.bias - mean * scale
 
 
 #: Use the matrix-product forms below for maps of at most GEMM_MAX_AREA pixels, or when
@@ -80,7 +83,7 @@ def _one_thread(device: torch.device) -> Iterator[None]:
 class _Block:
     """Folded weights of one U-Net block."""
 
-    def __init__(self, block: nn.Module, dtype: torch.dtype) -> None:
+    def __init__(self, block: Any, dtype: torch.dtype) -> None:  # a generator U-Net block
         # The GEMM forms are a CPU measure; cuDNN's kernels are used as they are on a GPU.
         self.allow_gemm = block.dcl1.weight.device.type == "cpu"
         s1, t1 = fold_bn(block.activation1[0])
@@ -134,10 +137,11 @@ class FoldedModel:
         self.dtype = dtype
         with torch.no_grad():
             # Small modules are copied so that training the source model cannot change them.
-            self.content = copy.deepcopy(encoder).eval().requires_grad_(False)
-            self.encoder_id = copy.deepcopy(encoder_id).eval().requires_grad_(False)
-            gen = generator
-            self.rnn_noise = (
+            # the reference networks' submodules are read by attribute name (typed Any)
+            self.content: Any = copy.deepcopy(encoder).eval().requires_grad_(False)
+            self.encoder_id: Any = copy.deepcopy(encoder_id).eval().requires_grad_(False)
+            gen: Any = generator
+            self.rnn_noise: Any = (
                 copy.deepcopy(gen.rnn_noise).eval().requires_grad_(False) if cfg.sequential_noise else None
             )
             s0, t0 = fold_bn(gen.dcl[0][1])

@@ -147,6 +147,7 @@ def load_audio(audio: Any, fs: int | None, rate: int) -> np.ndarray:
     Raises :class:`AudioDecodeError` for unreadable input, a missing ``fs`` for an array,
     or empty audio.
     """
+    samples: np.ndarray | torch.Tensor
     if isinstance(audio, (str, os.PathLike)):
         samples, fs_file = decode_audio(audio)
         if fs is not None and int(fs) != fs_file:

@@ -200,7 +200,7 @@ class PhotoRenderer:
         import cv2
 
         x0, y0 = self.rig.region[:2]
-        mask = np.zeros(region.shape[:2], np.float32)
+        mask: np.ndarray = np.zeros(region.shape[:2], np.float32)
         lash = np.zeros(region.shape[:2], np.float32)
         width = max(1, int(round(self.rig.eye_distance * 0.012)))
         for eye in (range(36, 42), range(42, 48)):

@@ -69,7 +69,8 @@ class PhotoRig:
         """The model's aligned crop of this face, RGB uint8 (H, W, 3) of ``config.img_size``."""
         from ..media.face import warp_affine
 
-        return warp_affine(self.photo, self.to_crop, tuple(config.img_size))
+        h, w = config.img_size
+        return warp_affine(self.photo, self.to_crop, (int(h), int(w)))
 
 
 def _region(marks: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:

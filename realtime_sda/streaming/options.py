@@ -18,7 +18,7 @@ from ..core.config import SDAConfig
 from ..errors import RealtimeSDAError
 from .resample import QUALITIES
 
-__all__ = ["SessionOptions", "SessionOptionArgs", "StreamOptionError"]
+__all__ = ["SessionOptions", "SessionOptionArgs", "SessionMoreArgs", "StreamOptionError"]
 
 
 class StreamOptionError(RealtimeSDAError, ValueError):
@@ -109,13 +109,10 @@ class SessionOptions:
         return int(math.ceil(float(self.max_queued_s) * config.audio_rate))
 
 
-class SessionOptionArgs(TypedDict, total=False):
-    """The keywords of ``open_session(still, **options)``: :class:`SessionOptions`' fields
-    (a test checks that the two list the same names)."""
+class SessionMoreArgs(TypedDict, total=False):
+    """The keywords of ``open_session(still, seed, lookahead_ms, realtime, **more)``: the
+    fields of :class:`SessionOptions` that are not its named parameters."""
 
-    seed: int | None
-    lookahead_ms: float | None
-    realtime: bool
     grace_ms: float
     max_backlog_ms: float | None
     buffer_s: float
@@ -123,3 +120,12 @@ class SessionOptionArgs(TypedDict, total=False):
     catchup_frames: int | None
     resample_quality: str | None
     renderer: Callable[[np.ndarray], np.ndarray] | None
+
+
+class SessionOptionArgs(SessionMoreArgs, total=False):
+    """All of :class:`SessionOptions`' fields as keywords (a test checks that the two list
+    the same names)."""
+
+    seed: int | None
+    lookahead_ms: float | None
+    realtime: bool

@@ -14,6 +14,8 @@ not support fall back to soxr HQ.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import AudioDecodeError
@@ -36,7 +38,7 @@ class StreamResampler:
         self.out_rate = int(out_rate)
         self.quality = quality
         self.in_rate: int | None = None
-        self._stream = None
+        self._stream: Any = None  # a causal resampler or a soxr.ResampleStream
 
     def _open(self, rate: int) -> list[np.ndarray]:
         tail = self.flush()

@@ -22,7 +22,7 @@ until a session calls its ``wake`` callable (new audio completes a window).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ from ..core.state import StreamState
 __all__ = ["StepInput", "SteppedSession", "WorkerLink"]
 
 
-class StepInput(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class StepInput:
     """What one session contributes to a batched step."""
 
     index: int  #: the frame's index on the master clock

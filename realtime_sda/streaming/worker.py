@@ -30,12 +30,12 @@ from ..core.state import IdentityContext, StreamState
 from ..errors import ImageDecodeError, RealtimeSDAError
 from ..media.image import frames_to_uint8
 from .clock import Clock, SystemClock
-from .options import SessionOptionArgs, SessionOptions
+from .options import SessionMoreArgs, SessionOptions
 from .session import AvatarSession
 from .stepping import StepInput, SteppedSession, WorkerLink
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    from typing import Unpack
 
     from ..photo.render import PhotoRenderer
 
@@ -160,7 +160,7 @@ class InferenceWorker:
         realtime: bool = True,
         *,
         options: SessionOptions | None = None,
-        **more: "Unpack[SessionOptionArgs]",
+        **more: "Unpack[SessionMoreArgs]",
     ) -> AvatarSession:
         """A new session for an aligned still ``(1, 3, H, W)`` in [-1, 1] (or its identity).
 
@@ -214,7 +214,7 @@ class InferenceWorker:
         """Drop a session from the schedule (thread-safe, idempotent)."""
         with self._lock:
             if session in self._sessions:
-                self._sessions.remove(session)  # type: ignore[arg-type]
+                self._sessions.remove(session)
 
     def notify(self) -> None:
         """Wake the thread (new audio arrived)."""
