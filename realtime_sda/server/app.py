@@ -1,11 +1,14 @@
-"""The avatar server: ONE ``websockets`` server serving the page over plain HTTP
-(``process_request``), signaling on ``/ws`` and broadcast audio on ``/push``, with one shared
-model and inference worker that batches every session."""
+"""The avatar server: ONE ``websockets`` server serving the page over HTTP (HTTPS with a
+certificate: browsers give the microphone only to secure pages, or to localhost) through
+``process_request``, signaling on ``/ws`` and broadcast audio on ``/push``, with one shared
+model and inference worker that batches every session. Hostile requests get a plain refusal
+and one rate-limited log line (:mod:`.logs`); photos are worked on in :mod:`.photos`' pool."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -16,8 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import RealtimeSDAError, require
 from .client import Client, ClientContext
+from .logs import CONNECTION_LOGGER, ConnectionLogFilter, RefusalLog, client_address
+from .photos import UPLOAD_DECODE_SIDE, PhotoPool, Upload, rig_job, still_job
 from .playout import DEFAULT_MARGIN_S, check_margin
-from .security import Limits, host_allowed, origin_allowed, token_matches
+from .security import Limits, host_allowed, origin_allowed, tls_context, token_matches
 from .signaling import SignalingError, error_message, parse_message
 from .static import WEB_CLIENT_DIR, static_response
 from .stills import Avatar
@@ -25,6 +30,10 @@ from .stills import Avatar
 __all__ = ["ServerConfig", "AvatarServer", "is_loopback"]
 
 log = logging.getLogger(__name__)
+
+#: a /push message larger than this closes the pusher's connection (1009) before it is read
+#: whole; up to it, one over the broadcast's own limit is answered ``too_large``
+PUSH_MAX_FRAME_BYTES = 2 << 20
 
 
 def is_loopback(host: str) -> bool:
@@ -67,6 +76,18 @@ class ServerConfig:
     photo: bool = True
     #: long side of the whole-photo frames, pixels (512 stays real time on a 2-core CPU)
     photo_size: int | None = 512
+    #: PEM certificate (chain) and private key: serve HTTPS/WSS (``serve --tls-cert/--tls-key``)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: photos worked on at once, and waiting at most (then refused with ``busy``)
+    photo_workers: int = 1
+    photo_queue: int = 4
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with a certificate, else ``http``."""
+        return "https" if self.tls_cert is not None else "http"
+
 
 
 class AvatarServer:
@@ -93,13 +114,28 @@ class AvatarServer:
         self._undo_ice: Any = None
         self._client_context: ClientContext | None = None
         self.port = config.port
+        self.refusals = RefusalLog()
+        self._log_filter = ConnectionLogFilter(self.refusals)
+        self.photos: PhotoPool | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
     async def start(self) -> "AvatarServer":
+        """Start the worker, the broadcast and the server (all undone if any step fails: a
+        port in use is one plain error naming ``--port``)."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> "AvatarServer":
         from ..streaming import InferenceWorker
 
         ws_server = require("websockets.asyncio.server", "server", "The WebRTC server")
         from .peer import restrict_ice_to
+
+        tls = tls_context(self.config.tls_cert, self.config.tls_key)
+        self.photos = PhotoPool(self.config.photo_workers, self.config.photo_queue)
 
         ice = self.config.ice_addresses
         if ice is None and is_loopback(self.config.host):
@@ -119,13 +155,18 @@ class AvatarServer:
             self.broadcast = Broadcast(session, self.config.broadcast_audio)
             self.broadcast.start()
         self._client_context = self._make_client_context()
-        self._server = await ws_server.serve(
-            self._handle, self.config.host, self.config.port,
-            process_request=self._process_request, max_size=self.limits.max_message_bytes,
-            max_queue=4, ping_interval=10, ping_timeout=10, close_timeout=2,
-        )
+        conn_log = logging.getLogger(CONNECTION_LOGGER)
+        conn_log.addFilter(self._log_filter)  # removed in stop()
+        try:
+            self._server = await ws_server.serve(
+                self._handle, self.config.host, self.config.port, ssl=tls, logger=conn_log,
+                process_request=self._process_request, max_size=self.limits.max_message_bytes,
+                max_queue=4, ping_interval=10, ping_timeout=10, close_timeout=2,
+            )
+        except OSError as exc:
+            raise RealtimeSDAError(_bind_error(exc, self.config.host, self.config.port)) from None
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("serving on http://%s:%d/", self.config.host, self.port)
+        log.info("serving on %s://%s:%d/", self.config.scheme, self.config.host, self.port)
         return self
 
     def _make_client_context(self) -> ClientContext:
@@ -139,8 +180,9 @@ class AvatarServer:
             ice_servers=tuple(self.ice_servers),
             audio_prefetch=self.config.audio_prefetch,
             playout_margin_s=check_margin(self.config.playout_margin_ms / 1000.0),
-            make_avatar=self.make_avatar,
+            make_avatar=self.avatar_from_upload,
             open_session=self.open_session,
+            refusals=self.refusals,
             broadcast_hub=lambda: self.broadcast.hub if self.broadcast is not None else None,
         )
 
@@ -157,7 +199,9 @@ class AvatarServer:
         return self.config.torch_threads or max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Close every client, the broadcast and the worker (each step bounded)."""
+        """Close every client, the broadcast, the photo pool and the worker (each step
+        bounded)."""
+        logging.getLogger(CONNECTION_LOGGER).removeFilter(self._log_filter)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -173,6 +217,9 @@ class AvatarServer:
         if self.broadcast is not None:
             await self.broadcast.close(timeout)
             self.broadcast = None
+        if self.photos is not None:
+            await self.photos.close(timeout)
+            self.photos = None
         if self.worker is not None:
             await self.worker.stop(timeout=timeout)
             self.worker = None
@@ -183,15 +230,25 @@ class AvatarServer:
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
 
-    async def make_avatar(self, image: Any) -> Avatar:
-        """A photo (path or RGB array) -> its :class:`Avatar` (may raise FaceNotFoundError).
-        Detection runs off the event loop, the model's rest pose on the inference thread."""
+    async def make_avatar(self, image: Any, owner: str = "server") -> Avatar:
+        """A photo (path, RGB array or :class:`.photos.Upload`) -> its :class:`Avatar` (may raise
+        FaceNotFoundError, or PhotoBusyError when the photo pool is full). Decoding and
+        detection run in the photo pool, the model's rest pose on the inference thread."""
+        assert self.photos is not None, "start() the server first"
         if self.config.photo:
-            renderer, still = await self.worker.prepare_photo(image, size=self.config.photo_size)
-            return Avatar(still, renderer)
-        from ..media.face import prepare_still
+            from ..photo.setup import renderer_for
 
-        return Avatar(await asyncio.to_thread(prepare_still, image, self.model.config))
+            rig, still = await self.photos.run(owner, rig_job, image, self.model.config, self.config.photo_size)
+            renderer = await self.worker.submit(lambda: renderer_for(self.model, rig, still))
+            return Avatar(still, renderer)
+        return Avatar(await self.photos.run(owner, still_job, image, self.model.config))
+
+    async def avatar_from_upload(self, owner: str, data: bytes) -> Avatar:
+        """A photo file sent by client ``owner`` -> its :class:`Avatar`: decoded (at most
+        about :data:`UPLOAD_DECODE_SIDE` px long, within the limits) and aligned in the photo
+        pool, never on the event loop or in the executor that encodes the media."""
+        side = max(UPLOAD_DECODE_SIDE, self.config.photo_size or 0)
+        return await self.make_avatar(Upload(data, self.limits, side), owner)
 
     async def open_session(self, avatar: Avatar) -> Any:
         """A live session showing ``avatar``."""
@@ -199,17 +256,33 @@ class AvatarServer:
                                               renderer=avatar.renderer)
 
     # ---- HTTP ----------------------------------------------------------------------------
+    def _refuse(self, connection: Any, status: HTTPStatus, text: str) -> Any:
+        """A plain-text refusal, logged as one rate-limited line."""
+        self.refusals.refuse(client_address(connection), f"HTTP {status.value}: {text}")
+        return connection.respond(status, text + "\n")
+
     def _process_request(self, connection: Any, request: Any) -> Any:
+        try:
+            return self._route(connection, request)
+        except Exception as exc:  # a request nothing below foresaw: refused, the server goes on
+            log.debug("request failed", exc_info=True)
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, f"bad request ({type(exc).__name__})")
+
+    def _route(self, connection: Any, request: Any) -> Any:
         path = urlsplit(request.path).path
-        if not host_allowed(request.headers.get("Host"), is_loopback(self.config.host), self.limits.allowed_origins):
-            return connection.respond(
-                HTTPStatus.MISDIRECTED_REQUEST,
+        hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
+        if len(hosts) > 1 or len(origins) > 1:
+            return self._refuse(connection, HTTPStatus.BAD_REQUEST, "send one Host and at most one Origin header")
+        host, origin = (hosts or [None])[0], (origins or [None])[0]
+        if not host_allowed(host, is_loopback(self.config.host), self.limits.allowed_origins):
+            return self._refuse(
+                connection, HTTPStatus.MISDIRECTED_REQUEST,
                 "this server only answers requests for localhost / 127.0.0.1 (DNS-rebinding guard); "
-                "use --allow-origin to name another host\n",
+                "use --allow-origin to name another host",
             )
         if path in ("/ws", "/push"):
-            if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"), self.limits.allowed_origins):
-                return connection.respond(HTTPStatus.FORBIDDEN, "websocket from another origin refused\n")
+            if not origin_allowed(origin, host, self.limits.allowed_origins):
+                return self._refuse(connection, HTTPStatus.FORBIDDEN, "websocket from another origin refused")
             return None
         status, reason, headers, body = static_response(request.path, self.config.static_dir,
                                                         getattr(request, "method", "GET"))
@@ -220,26 +293,33 @@ class AvatarServer:
 
     # ---- websockets ----------------------------------------------------------------------
     async def _admit(self, ws: Any) -> bool:
-        """Token check (query ``?token=`` or a first ``hello`` message)."""
+        """Token check (query ``?token=`` or a first ``hello`` message); a refusal says
+        whether the token was missing or wrong, and is logged as one line."""
         if self.config.token is None:
             return True
         query = parse_qs(urlsplit(ws.request.path).query)
         given = (query.get("token") or [None])[0]
-        if not token_matches(given, self.config.token):
-            try:
-                first = await asyncio.wait_for(ws.recv(), 5.0)
-                msg = parse_message(first)
-                given = msg.token if msg.type == "hello" else None
-            except (asyncio.TimeoutError, SignalingError):
-                given = None
-            except Exception:
-                return False
-            if not token_matches(given, self.config.token):
-                with contextlib.suppress(Exception):
-                    await ws.send(error_message("bad_token", "wrong or missing access token: open the link with ?token=... as given by the server"))
-                    await ws.close(1008, "bad token")
-                return False
-        return True
+        if token_matches(given, self.config.token):
+            return True
+        try:
+            msg = parse_message(await asyncio.wait_for(ws.recv(), 5.0))
+            hello = msg.token if msg.type == "hello" else None
+        except (asyncio.TimeoutError, SignalingError):
+            hello = None
+        except Exception:  # the connection went away
+            return False
+        if token_matches(hello, self.config.token):
+            return True
+        if not given and not hello:
+            code, text = "no_token", ("this server needs an access token and none was given: open the link "
+                                      "'realtime-sda serve' printed (it ends in ?token=...)")
+        else:
+            code, text = "bad_token", "wrong access token: open the link with ?token=... as given by the server"
+        self.refusals.refuse(client_address(ws), code)
+        with contextlib.suppress(Exception):
+            await ws.send(error_message(code, text))
+            await ws.close(1008, code)
+        return False
 
     async def _handle(self, ws: Any) -> None:
         task = asyncio.current_task()
@@ -255,11 +335,15 @@ class AvatarServer:
                 await self._handle_client(ws)
             else:
                 await ws.close(1008, "unknown endpoint")
+        except Exception as exc:  # one connection's failure: one line, no traceback, the server goes on
+            self.refusals.refuse(client_address(ws), f"connection ended by an error ({type(exc).__name__}: {exc})")
+            log.debug("connection handler failed", exc_info=True)
         finally:
             self._handlers.discard(task)
 
     async def _handle_client(self, ws: Any) -> None:
         if len(self.clients) >= self.limits.max_sessions:
+            self.refusals.refuse(client_address(ws), "server_full")
             await ws.send(error_message("server_full", f"server full: all {self.limits.max_sessions} sessions are in use, try again later"))
             await ws.close(1013, "server full")
             return
@@ -276,9 +360,24 @@ class AvatarServer:
 
     async def _handle_push(self, ws: Any) -> None:
         """``/push``: a JSON header ``{"rate": 16000, "channels": 1}`` then binary int16 PCM,
-        served by :meth:`Broadcast.serve_pusher` (queued, bounded, played at real time)."""
+        served by :meth:`Broadcast.serve_pusher` (queued, bounded, played at real time).
+        A message over :data:`PUSH_MAX_FRAME_BYTES` closes the connection (1009) unread."""
         if self.broadcast is None:
             await ws.send(error_message("no_broadcast", "this server runs no broadcast: start it with --broadcast"))
             await ws.close(1008, "no broadcast")
             return
+        protocol = getattr(ws, "protocol", None)
+        if protocol is not None and hasattr(protocol, "max_message_size"):
+            protocol.max_message_size = min(PUSH_MAX_FRAME_BYTES, self.limits.max_message_bytes)
         await self.broadcast.serve_pusher(ws, self.limits.max_push_rate)
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> str:
+    """One line for a server that cannot listen, naming the fix."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use (another server?): choose another with --port N (0 picks a free one)"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}: ports under 1024 need root; choose another with --port N"
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, OSError) and "getaddrinfo" in str(exc):
+        return f"cannot listen on {host}: no such address on this machine; check --host"
+    return f"cannot listen on {host}:{port} ({exc}): check --host and --port"

@@ -1,5 +1,9 @@
 """One websocket client of the avatar server: its photo, its peer connection, and (in
-``mic`` mode) its own avatar session. Everything it owns is released in :meth:`close`."""
+``mic`` mode) its own avatar session. Everything it owns is released in :meth:`close`.
+
+Bad input is answered with an ``error`` message and logged as one rate-limited line
+(:class:`.logs.RefusalLog`); each media session logs one line when it opens and one with its
+figures (duration, frames sent and dropped, latency) when it closes."""
 
 from __future__ import annotations
 
@@ -8,17 +12,20 @@ import contextlib
 import itertools
 import logging
 import math
+import statistics
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from ..errors import FaceNotFoundError, ImageDecodeError, RealtimeSDAError
 from ..streaming.tasks import cancel_and_wait
 from .broadcast import FrameHub
+from .logs import RefusalLog, client_address
 from .peer import PeerSession
-from .security import Limits, decode_image
+from .photos import PhotoBusyError
+from .security import Limits
 from .signaling import Message, SignalingError, encode, error_message, parse_message
 from .stills import Avatar
 
@@ -46,12 +53,15 @@ class ClientContext:
     ice_servers: tuple[str, ...]
     audio_prefetch: int | None
     playout_margin_s: float
-    #: a decoded RGB photo -> its :class:`Avatar` (may raise FaceNotFoundError)
-    make_avatar: Callable[[np.ndarray], Awaitable[Avatar]]
+    #: (client name, photo file bytes) -> its :class:`Avatar` (may raise ImageDecodeError,
+    #: FaceNotFoundError, PhotoBusyError); decoded and aligned off the event loop
+    make_avatar: Callable[[str, bytes], Awaitable[Avatar]]
     #: a live session showing an avatar
     open_session: Callable[[Avatar], Awaitable[Any]]
     #: the broadcast's frame hub, None when the server runs no broadcast
     broadcast_hub: Callable[[], FrameHub | None]
+    #: where refusals are logged (one line each, rate-limited per address)
+    refusals: RefusalLog = field(default_factory=RefusalLog)
 
     @property
     def video_rate(self) -> float:
@@ -66,12 +76,15 @@ class Client:
         self.ws = ws
         self.id = next(_ids)
         self.name = f"client{self.id}"
+        self.address = client_address(ws)
         self.avatar: Avatar | None = None  # the client's own photo, once it sent one
         self.peer: PeerSession | None = None
         self.session: Any = None
         self.hub: FrameHub | None = None
         self.watching = False
         self._stats_task: asyncio.Task[None] | None = None
+        self._opened_at = 0.0
+        self._latencies: deque[float] = deque(maxlen=3600)  # ms, one a second (an hour at most)
 
     async def send(self, text: str) -> None:
         with contextlib.suppress(Exception):  # the socket may already be gone
@@ -97,25 +110,34 @@ class Client:
                     raise SignalingError("bad_message", f"text messages are limited to {ctx.limits.max_text_bytes} bytes")
                 else:
                     await self._on_message(parse_message(raw, ctx.limits.max_sdp_bytes))
-            except SignalingError as exc:
-                await self.send(error_message(exc.code, str(exc)))
-            except FaceNotFoundError:
-                await self.send(error_message("no_face", "no face found in the photo: choose a photo with one face, seen from the front"))
-            except ImageDecodeError as exc:
-                await self.send(error_message("bad_image", str(exc)))
-            except RealtimeSDAError as exc:
-                await self.send(error_message("internal", str(exc)))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let one client's bad input take the server down
-                log.exception("%s: unexpected error", self.name)
-                await self.send(error_message("internal", f"the server could not handle that ({type(exc).__name__})"))
+                await self._refuse(exc)
+
+    async def _refuse(self, exc: Exception) -> None:
+        """Answer a refused message with an ``error`` (its code and plain words) and log one
+        line (rate-limited; a traceback only at DEBUG, for errors nothing foresaw)."""
+        if isinstance(exc, SignalingError):
+            code, text = exc.code, str(exc)
+        elif isinstance(exc, FaceNotFoundError):
+            code, text = "no_face", "no face found in the photo: choose a photo with one face, seen from the front"
+        elif isinstance(exc, ImageDecodeError):
+            code, text = "bad_image", str(exc)
+        elif isinstance(exc, PhotoBusyError):
+            code, text = "busy", str(exc)
+        elif isinstance(exc, RealtimeSDAError):
+            code, text = "internal", str(exc)
+        else:
+            log.debug("%s: unexpected error", self.name, exc_info=exc)
+            code, text = "internal", f"the server could not handle that ({type(exc).__name__})"
+        self.context.refusals.refuse(self.address, f"{self.name}: {code}: {text}")
+        await self.send(error_message(code, text))
 
     async def _on_photo(self, data: bytes) -> None:
-        # decoding and face detection take tens of ms: off the event loop (other sessions)
+        # decoding and face detection take tens of ms to seconds: the server's photo pool
         ctx = self.context
-        rgb = await asyncio.to_thread(decode_image, data, ctx.limits)
-        self.avatar = await ctx.make_avatar(rgb)
+        self.avatar = await ctx.make_avatar(self.name, data)
         h, w = self.avatar.size(ctx.model_config)
         await self.send(encode("avatar", width=w, height=h))
 
@@ -163,6 +185,9 @@ class Client:
             self.hub.start()
             peer.on_audio = self.session.push_audio
         await self.send(encode("answer", sdp=answer))
+        self._opened_at = time.monotonic()
+        self._latencies.clear()
+        log.info("%s (%s): session opened (%s)", self.name, self.address, msg.mode)
 
     async def _stats(self) -> None:
         while True:
@@ -175,10 +200,12 @@ class Client:
                 await self.send(error_message("connection_lost", "the media connection was lost: press Start to connect again"))
                 continue
             lat = hub.last_latency_s
+            latency_ms = None if math.isnan(lat) else round(1000 * (lat + peer.feed.clock.delay_s), 1)
+            if latency_ms is not None:
+                self._latencies.append(latency_ms)
             await self.send(encode(
                 "stats", frames=peer.video.sent, dropped=peer.video.dropped_late + peer.feed.dropped_full,
-                audio_silent=peer.audio.silent, viewers=hub.viewers,
-                latency_ms=None if math.isnan(lat) else round(1000 * (lat + peer.feed.clock.delay_s), 1),
+                audio_silent=peer.audio.silent, viewers=hub.viewers, latency_ms=latency_ms,
             ))
 
     async def close_media(self, timeout: float = 5.0) -> None:
@@ -186,6 +213,8 @@ class Client:
         peer, self.peer = self.peer, None
         hub, self.hub = self.hub, None
         session, self.session = self.session, None
+        if peer is not None and self._opened_at:
+            self._log_closed(peer)
         if peer is not None and hub is not None:
             hub.remove(peer.feed)
         if hub is not None and not self.watching:
@@ -195,6 +224,14 @@ class Client:
             await peer.close(timeout)
         if session is not None:
             await asyncio.wait_for(session.close(), timeout)
+
+    def _log_closed(self, peer: PeerSession) -> None:
+        """One line with the session's figures."""
+        seconds, self._opened_at = time.monotonic() - self._opened_at, 0.0
+        lat = f"{statistics.median(self._latencies):.0f} ms (median)" if self._latencies else "not measured"
+        log.info("%s (%s): session closed after %.1f s: %d frames sent, %d dropped, latency %s",
+                 self.name, self.address, seconds, peer.video.sent,
+                 peer.video.dropped_late + peer.feed.dropped_full, lat)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Release everything (the websocket is closed or closing)."""

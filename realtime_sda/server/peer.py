@@ -184,8 +184,11 @@ class PeerSession:
             for transceiver in self.pc.getTransceivers():
                 if transceiver.kind == "audio":
                     transceiver.direction = "sendonly"
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        try:
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except Exception as exc:  # an offer aiortc accepted but cannot answer
+            raise SignalingError("bad_sdp", f"the offer could not be answered: {type(exc).__name__}: {str(exc)[:200]}") from None
         return self.pc.localDescription.sdp
 
     async def _pump_mic(self, track: Any) -> None:

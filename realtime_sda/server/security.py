@@ -10,14 +10,21 @@ from __future__ import annotations
 import hmac
 import io
 import ipaddress
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import ImageDecodeError
+from ..errors import ImageDecodeError, RealtimeSDAError
 
-__all__ = ["Limits", "origin_allowed", "host_allowed", "token_matches", "decode_image", "ALLOWED_IMAGE_FORMATS"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["Limits", "origin_allowed", "host_allowed", "token_matches", "decode_image", "ALLOWED_IMAGE_FORMATS",
+           "tls_context", "TLS_HELP"]
 
 #: Photo formats accepted from the page (Pillow format names); anything else is refused.
 ALLOWED_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "GIF"})
@@ -38,10 +45,15 @@ class Limits:
 
 
 def _norm_origin(origin: str) -> str | None:
-    parts = urlsplit(origin.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """``scheme://host:port`` of an origin, or None when it is not a valid http(s) origin
+    (a port out of range, a broken IPv6 literal...: refused, never an exception)."""
+    try:
+        parts = urlsplit(origin.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
         return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{parts.hostname.lower()}:{port}"
 
 
@@ -58,8 +70,8 @@ def origin_allowed(origin: str | None, host_header: str | None, allowed: frozens
         return True
     if not host_header:
         return False
-    parts = urlsplit(norm)
-    return f"{parts.hostname}:{parts.port}" == _host_port(host_header, parts.port)
+    scheme_host, _, port = norm.rpartition(":")
+    return f"{scheme_host.partition('://')[2]}:{port}" == _host_port(host_header, int(port))
 
 
 def _host_port(host_header: str, default_port: int | None) -> str:
@@ -81,7 +93,7 @@ def host_allowed(host_header: str | None, loopback_only: bool, allowed: frozense
     though its Origin and Host agree."""
     if not loopback_only:
         return True
-    if not host_header:
+    if not host_header or len(host_header) > 255:
         return False
     name = _host_port(host_header, None).rpartition(":")[0]
     if name == "localhost" or name.endswith(".localhost"):
@@ -91,7 +103,36 @@ def host_allowed(host_header: str | None, loopback_only: bool, allowed: frozense
             return True
     except ValueError:
         pass
-    return any(urlsplit(a).hostname == name for a in allowed)
+    return any(_hostname(a) == name for a in allowed)
+
+
+def _hostname(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).hostname
+    except ValueError:
+        return None
+
+
+#: how to make a self-signed certificate for a LAN (also in README and ``serve --help``)
+TLS_HELP = ("make a self-signed pair with: openssl req -x509 -newkey rsa:2048 -nodes -days 365 "
+            "-keyout key.pem -out cert.pem -subj /CN=realtime-sda -addext subjectAltName=IP:192.168.1.10 "
+            "(your machine's address)")
+
+
+def tls_context(cert: str | Path | None, key: str | Path | None) -> ssl.SSLContext | None:
+    """A server TLS context for a PEM certificate (chain) and key; None without a
+    certificate; a plain error naming the fix when the files cannot be used. TLS makes the
+    page a secure context, where browsers give it the microphone from other machines."""
+    if cert is None and key is None:
+        return None
+    if cert is None:
+        raise RealtimeSDAError(f"--tls-key needs --tls-cert too; {TLS_HELP}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(str(cert), str(key) if key is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise RealtimeSDAError(f"cannot use the TLS certificate {cert} / key {key}: {exc}; {TLS_HELP}") from None
+    return ctx
 
 
 def token_matches(given: str | None, expected: str | None) -> bool:
@@ -100,12 +141,19 @@ def token_matches(given: str | None, expected: str | None) -> bool:
         return True
     if given is None:
         return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    # surrogatepass: a lone surrogate ("\ud800", valid JSON) is a wrong token, not an error
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
-def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
+def decode_image(data: bytes, limits: Limits = Limits(), max_side: int | None = None) -> np.ndarray:
     """Decode an uploaded photo into (H, W, 3) uint8 RGB, refusing oversized files,
-    decompression bombs and formats outside :data:`ALLOWED_IMAGE_FORMATS`."""
+    decompression bombs and formats outside :data:`ALLOWED_IMAGE_FORMATS`.
+
+    The pixel count is read from the header and checked before anything is decoded. With
+    ``max_side``, the photo comes back with its long side between ``max_side`` and twice it
+    (smaller photos unchanged): a JPEG is decoded at that scale (``Image.draft``: 1/2..1/8 of
+    the pixels are never made), other formats are reduced right after decoding, so at most
+    one full-size copy exists, briefly."""
     from PIL import Image
 
     if len(data) > limits.max_image_bytes:
@@ -127,12 +175,23 @@ def decode_image(data: bytes, limits: Limits = Limits()) -> np.ndarray:
                     f"the photo is {w}x{h} pixels, over the {limits.max_image_pixels / 1e6:.0f} megapixel limit: "
                     "send a smaller photo"
                 )
-            img.draft("RGB", (min(w, 2048), min(h, 2048)))  # JPEG: decode at reduced size when large
-            rgb = img.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8).copy()
+            return _decode_scaled(img, max_side)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"the photo is too large to decode safely ({exc}): send a smaller photo") from exc
     except Exception as exc:  # Pillow raises many types for corrupt files
         raise ImageDecodeError(f"the photo could not be read ({type(exc).__name__}): send a JPEG or PNG file") from exc
+
+
+def _decode_scaled(img: "Image.Image", max_side: int | None) -> np.ndarray:
+    """An opened image decoded to RGB, its long side brought down towards ``max_side``."""
+    w, h = img.size
+    if max_side is not None and max(w, h) > max_side:
+        # the smallest JPEG scale still >= max_side on the long side (draft keeps the aspect)
+        img.draft("RGB", (max(1, w * max_side // max(w, h)), max(1, h * max_side // max(w, h))))
+    img.load()
+    if max_side is not None and (factor := max(img.size) // max_side) >= 2:
+        img = img.reduce(factor)  # box filter over factor x factor: long side in [max_side, 2 max_side)
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    return np.array(rgb, dtype=np.uint8)

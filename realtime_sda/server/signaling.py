@@ -36,9 +36,11 @@ ERROR_CODES = (
     "bad_image",  # the photo could not be decoded or is too large
     "no_face",  # no face found in the photo
     "server_full",
-    "bad_token",
+    "bad_token",  # a wrong access token
+    "no_token",  # the server needs a token and none was given
     "no_avatar",  # no photo chosen and the server has no default avatar
     "no_broadcast",  # "watch" asked but no broadcast is running
+    "busy",  # too many photos are being processed: try again
     "internal",
 )
 
@@ -75,7 +77,7 @@ def parse_message(text: str | bytes, max_sdp_bytes: int = 64 * 1024) -> Message:
     if not isinstance(data, dict):
         raise SignalingError("bad_message", "the message must be a JSON object with a 'type'")
     kind = data.get("type")
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise SignalingError("bad_message", f"unknown message type {str(kind)[:40]!r}: use one of {sorted(_TYPES)}")
     if kind == "hello":
         token = data.get("token")
@@ -90,10 +92,22 @@ def parse_message(text: str | bytes, max_sdp_bytes: int = 64 * 1024) -> Message:
             raise SignalingError("bad_sdp", f"the offer SDP is over {max_sdp_bytes} bytes")
         if not sdp.startswith("v=0"):
             raise SignalingError("bad_sdp", "the offer is not an SDP description (it must start with 'v=0')")
-        if mode not in _MODES:
+        _check_mids(sdp)
+        if not isinstance(mode, str) or mode not in _MODES:
             raise SignalingError("bad_message", f"'mode' must be one of {sorted(_MODES)}")
         return Message("offer", sdp=sdp, mode=mode)
     return Message(kind)
+
+
+def _check_mids(sdp: str) -> None:
+    """Each media section's ``a=mid:`` must be unique (aiortc fails late on a repeat)."""
+    seen: set[str] = set()
+    for line in sdp.splitlines():
+        if line.startswith("a=mid:"):
+            mid = line[6:].strip()
+            if mid in seen:
+                raise SignalingError("bad_sdp", f"the offer uses media id {mid[:20]!r} twice: each m= section needs its own a=mid")
+            seen.add(mid)
 
 
 def encode(kind: str, **fields: Any) -> str:

@@ -35,23 +35,32 @@ SECURITY_HEADERS = {
 }
 
 
+#: request paths longer than this name no file of the page (they get 404 unread)
+MAX_PATH_CHARS = 1024
+
+
 def resolve_static(request_path: str, root: Path = WEB_CLIENT_DIR) -> Path | None:
     """The file under ``root`` that a request path names, or None when it does not exist or
     would leave ``root`` (``..``, encoded ``%2e%2e``, absolute paths, symlinks out)."""
-    path = unquote(urlsplit(request_path).path)
-    if "\x00" in path or "\\" in path:
+    try:
+        path = unquote(urlsplit(request_path).path)
+    except ValueError:
         return None
+    if "\x00" in path or "\\" in path or len(path) > MAX_PATH_CHARS:
+        return None
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in path.split("/")):
+        return None  # longer than any file name can be (the OS would raise ENAMETOOLONG)
     rel = path.lstrip("/") or "index.html"
     root = root.resolve()
     try:
         target = (root / rel).resolve()
+        if target != root and root not in target.parents:
+            return None
+        if target.is_dir():
+            target = target / "index.html"
+        return target if target.is_file() else None
     except (OSError, RuntimeError, ValueError):
         return None
-    if target != root and root not in target.parents:
-        return None
-    if target.is_dir():
-        target = target / "index.html"
-    return target if target.is_file() else None
 
 
 #: The methods the static paths answer; any other gets 405.

@@ -20,7 +20,7 @@ class Avatar:
 
     def size(self, config: Any) -> tuple[int, int]:
         """(H, W) of the frames a session of this avatar makes."""
-        return tuple(self.renderer.size) if self.renderer is not None else tuple(config.img_size)  # type: ignore[return-value]
+        return tuple(self.renderer.size) if self.renderer is not None else tuple(config.img_size)
 
 
 def default_photo(path: str | Path | None) -> Path | None:

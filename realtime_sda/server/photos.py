@@ -1,0 +1,150 @@
+"""Photo uploads off the media path: decoding and face detection run on the server's own
+small thread pool (:class:`PhotoPool`), never in asyncio's default executor, where aiortc
+encodes every viewer's video frames (six uploads waiting on dlib's lock there froze every
+viewer for seconds).
+
+Bounds: ``workers`` photos are worked on at once (one by default: dlib's detector is
+serialised anyway, and one decode at a time bounds the memory), at most ``max_waiting``
+more wait, and one client has at most ``per_client`` in the pool. Past a bound the upload is
+refused at once with :class:`PhotoBusyError` (the page says to try again); nothing waits on
+the event loop. After a large decode the freed memory is handed back to the system
+(glibc's ``malloc_trim``), so a burst of 24-megapixel uploads does not leave the server at
+its peak size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from ..errors import RealtimeSDAError
+from .security import Limits, decode_image
+
+__all__ = ["PhotoPool", "PhotoBusyError", "Upload", "rig_job", "still_job", "release_memory", "UPLOAD_DECODE_SIDE"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: uploads are decoded with their long side at most about this (JPEG at a reduced scale):
+#: the whole-photo output is at most 1280 px, and alignment needs far less
+UPLOAD_DECODE_SIDE = 1280
+
+_libc: Any = None
+
+
+def release_memory() -> bool:
+    """Return freed heap memory to the system (glibc ``malloc_trim(0)``); False where the C
+    library has none (musl, macOS, Windows)."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    try:
+        return bool(_libc.malloc_trim(0))
+    except AttributeError:
+        return False
+
+
+class PhotoBusyError(RealtimeSDAError):
+    """The photo pool is full (or this client already has a photo in it): try again."""
+
+
+class PhotoPool:
+    """``await pool.run(owner, fn, *args)``: ``fn(*args)`` on the pool's threads, bounded
+    as described in the module. ``close()`` ends the threads (queued work is cancelled)."""
+
+    def __init__(self, workers: int = 1, max_waiting: int = 4, per_client: int = 1) -> None:
+        self.workers = int(workers)
+        self.max_waiting = int(max_waiting)
+        self.per_client = int(per_client)
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(self.workers, thread_name_prefix="photo")
+        self._owners: Counter[str] = Counter()
+        self.in_pool = 0  # running + waiting
+        self.refused = 0
+        self.done = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.workers + self.max_waiting
+
+    async def run(self, owner: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the pool for ``owner``; :class:`PhotoBusyError` at once when
+        a bound is reached."""
+        if self._executor is None:
+            raise RealtimeSDAError("the server is shutting down: no more photos are taken")
+        if self._owners[owner] >= self.per_client:
+            self.refused += 1
+            raise PhotoBusyError("your previous photo is still being processed: wait for its answer, then send another")
+        if self.in_pool >= self.capacity:
+            self.refused += 1
+            raise PhotoBusyError(f"the server is busy with {self.in_pool} other photos: try again in a few seconds")
+        self._owners[owner] += 1
+        self.in_pool += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, _trimmed, fn, args)
+        finally:
+            self.in_pool -= 1
+            self._owners[owner] -= 1
+            if self._owners[owner] <= 0:
+                del self._owners[owner]
+            self.done += 1
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop taking photos: waiting ones are cancelled, and the threads end (waited for up
+        to ``timeout``) after the photo being worked on, if any."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        executor.shutdown(wait=False, cancel_futures=True)
+        done = asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except asyncio.TimeoutError:
+            log.warning("a photo was still being processed %.1f s after the server stopped", timeout)
+
+
+def _trimmed(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """``fn(*args)``, then the memory its decode freed handed back to the system."""
+    try:
+        return fn(*args)
+    finally:
+        release_memory()
+
+
+class Upload:
+    """A photo file as a client sent it; decoded in the pool, at most about ``max_side``
+    pixels on its long side (:func:`.security.decode_image`)."""
+
+    def __init__(self, data: bytes, limits: Limits, max_side: int = UPLOAD_DECODE_SIDE) -> None:
+        self.data, self.limits, self.max_side = data, limits, max_side
+
+    def rgb(self) -> Any:
+        return decode_image(self.data, self.limits, self.max_side)
+
+
+def _image(image: Any) -> Any:
+    return image.rgb() if isinstance(image, Upload) else image
+
+
+def rig_job(image: Any, config: Any, size: int | None) -> Any:
+    """Pool job: (rig, still) of a photo (an :class:`Upload` is decoded first)."""
+    from ..photo.setup import rig_and_still
+
+    return rig_and_still(_image(image), config, size=size)
+
+
+def still_job(image: Any, config: Any) -> Any:
+    """Pool job: the model's aligned crop of a photo (an :class:`Upload` is decoded first)."""
+    from ..media.face import prepare_still
+
+    return prepare_still(_image(image), config)
