@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..server.playout import DEFAULT_MARGIN_S, MAX_MARGIN_S, MIN_MARGIN_S
+
 __all__ = ["register"]
 
 
@@ -32,9 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "one (default 0: each is decoded as soon as it arrives in sequence, for loopback and "
                         "a LAN; 1 is aiortc's minimum, 4 its default). More prefetch absorbs network jitter "
                         "and packet reordering, at 20 ms of latency per packet")
-    p.add_argument("--playout-margin-ms", type=float, default=10.0, metavar="MS",
-                   help="how early frames must reach a viewer's sender before their slot (default 10; the "
+    p.add_argument("--playout-margin-ms", type=float, default=1000 * DEFAULT_MARGIN_S, metavar="MS",
+                   help=f"how early frames must reach a viewer's sender before their slot (default "
+                        f"{1000 * DEFAULT_MARGIN_S:g}, {1000 * MIN_MARGIN_S:g} to {1000 * MAX_MARGIN_S:g}; the "
                         "playout clock moves later on its own when frames come later than that)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM",
+                   help="serve https/wss with this certificate (browsers give the microphone only to secure "
+                        "pages or localhost: needed for other machines of a LAN); see README for a self-signed one")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="the certificate's private key (if not in --tls-cert)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log aiortc/aioice's connection details too")
     p.add_argument("--bf16", action="store_true", help="run the generator in bfloat16 (on CPUs with AVX-512 BF16 "
                    "or AMX about twice as fast, so less latency and more sessions)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
@@ -52,8 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.audio_prefetch < 0:
         raise RealtimeSDAError(f"--audio-prefetch must be 0 or more, got {args.audio_prefetch}")
-    if not 5 <= args.playout_margin_ms <= 1000:
-        raise RealtimeSDAError(f"--playout-margin-ms must be between 5 and 1000, got {args.playout_margin_ms}")
+    from ..server.playout import check_margin
+
+    try:
+        check_margin(args.playout_margin_ms / 1000.0)
+    except ValueError:
+        raise RealtimeSDAError(f"--playout-margin-ms must be between {1000 * MIN_MARGIN_S:g} and "
+                               f"{1000 * MAX_MARGIN_S:g}, got {args.playout_margin_ms:g}") from None
     if args.max_sessions < 1:
         raise RealtimeSDAError(f"--max-sessions must be at least 1, got {args.max_sessions}")
     from ..checkpoints.loading import load_model
@@ -74,13 +87,18 @@ def run(args: argparse.Namespace) -> int:
         broadcast=args.broadcast, broadcast_audio=Path(args.broadcast_audio) if args.broadcast_audio else None,
         lookahead_ms=args.lookahead_ms, audio_prefetch=args.audio_prefetch,
         playout_margin_ms=args.playout_margin_ms, photo=not crop, photo_size=args.size,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None, tls_key=Path(args.tls_key) if args.tls_key else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not args.verbose:
+        from ..server.logs import quiet_media_loggers
+
+        quiet_media_loggers()
 
     async def main() -> None:
         async with AvatarServer(model, config, still, default_photo=photo) as server:
             query = f"?token={args.token}" if args.token else ""
-            print(f"realtime-sda: open http://{args.host}:{server.port}/{query} (Ctrl-C stops)", flush=True)
+            print(f"realtime-sda: open {config.scheme}://{args.host}:{server.port}/{query} (Ctrl-C stops)", flush=True)
             await asyncio.Event().wait()
 
     asyncio.run(main())
