@@ -5,7 +5,10 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MESSAGES = {
   server_full: "The server is full: every session is in use. Try again in a minute.",
-  bad_token: "Wrong or missing access token: open the link the server printed (it ends in ?token=...).",
+  bad_token: "Wrong access token: open the link the server printed (it ends in ?token=...).",
+  no_token: "This server needs an access token and this page's address has none. Open the link that " +
+    "'realtime-sda serve' printed (it ends in ?token=...), or ask whoever runs the server for it.",
+  busy: null, // the server's own words (photos waiting)
   no_face: "No face found in the photo. Choose a photo with one face, seen from the front.",
   bad_image: null, // the server's own words (size or format)
   no_avatar: "Choose a photo first: this server has no default avatar.",
@@ -13,7 +16,12 @@ const MESSAGES = {
   connection_lost: "The connection was lost. Press Start to connect again.",
 };
 
-const sda = { ws: null, pc: null, mic: null, ready: null, serverLatencyMs: null, last: null, figures: {} };
+// Browsers give the microphone only to secure pages: https, or http on this machine (localhost).
+const INSECURE = "This page is not a secure context (plain http from another machine), so the browser " +
+  "gives it no microphone. Open it over https (start the server with --tls-cert and --tls-key, see README) " +
+  "or as http://localhost on the server's machine. Watching a broadcast works as it is.";
+const sda = { ws: null, pc: null, mic: null, ready: null, serverLatencyMs: null, last: null, figures: {},
+  photo: { shown: null, pending: null } };
 window.sda = sda; // for tests and curious users
 
 function say(text, isError = false) {
@@ -33,7 +41,12 @@ function connectSignaling() {
     const ws = new WebSocket(wsUrl());
     sda.ws = ws;
     let opened = false;
-    ws.onopen = () => { opened = true; $("state").textContent = "signaling connected"; };
+    ws.onopen = () => {
+      opened = true;
+      $("state").textContent = "signaling connected";
+      // without ?token= say so at once: a server that needs one answers "no_token" now
+      if (!params.get("token")) ws.send(JSON.stringify({ type: "hello" }));
+    };
     ws.onmessage = (ev) => {
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
@@ -62,9 +75,11 @@ function onServerMessage(msg) {
       $("start").disabled = false;
       $("mode-watch").disabled = !msg.broadcast;
       if (!msg.has_avatar) $("photo-hint").textContent = "Choose a photo with one face, seen from the front (required on this server).";
-      say("Ready. Press Start and allow the microphone.");
+      if (!window.isSecureContext) say(INSECURE, true);
+      else say("Ready. Press Start and allow the microphone.");
       break;
     case "avatar":
+      settlePhoto(true);
       say(`Photo accepted (${msg.width}x${msg.height}). Press Start.`);
       break;
     case "answer":
@@ -78,6 +93,7 @@ function onServerMessage(msg) {
     case "error": {
       const text = MESSAGES[msg.code] || msg.message || "The server reported an error.";
       say(text, true);
+      if (msg.code === "bad_image" || msg.code === "no_face" || msg.code === "busy") settlePhoto(false);
       if (msg.code === "connection_lost" || msg.code === "no_avatar" || msg.code === "no_broadcast" || msg.code === "bad_sdp") stopMedia();
       break;
     }
@@ -102,6 +118,11 @@ async function start() {
     if (pc.connectionState === "failed") say(MESSAGES.connection_lost, true);
   };
   if (mode === "mic") {
+    if (!window.isSecureContext || !navigator.mediaDevices) {
+      say(INSECURE, true);
+      stopMedia();
+      return;
+    }
     try {
       sda.mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true }, video: false });
     } catch (e) {
@@ -138,9 +159,18 @@ function stopMedia() {
   if (sda.pc) { sda.pc.close(); sda.pc = null; }
   if (sda.mic) { sda.mic.getTracks().forEach((t) => t.stop()); sda.mic = null; }
   $("avatar").srcObject = null;
-  sda.last = null;
+  resetFigures();
   if (sda.ws && sda.ws.readyState === WebSocket.OPEN) $("start").disabled = false;
   $("stop").disabled = true;
+}
+
+function resetFigures() {
+  // the old session's figures and state go: nothing shown belongs to a closed connection
+  sda.last = null;
+  sda.figures = {};
+  sda.serverLatencyMs = null;
+  for (const id of ["fps", "latency", "avoffset", "frames"]) $(id).textContent = "–";
+  $("state").textContent = sda.ws && sda.ws.readyState === WebSocket.OPEN ? "signaling connected" : "not connected";
 }
 
 function stop() {
@@ -152,13 +182,30 @@ function stop() {
 async function uploadPhoto(file) {
   if (!file) return;
   if (file.size > 6 * 1024 * 1024) { say("That photo is over 6 MB: choose a smaller one.", true); return; }
-  $("preview").src = URL.createObjectURL(file);
+  if (sda.photo.pending) URL.revokeObjectURL(sda.photo.pending);
+  sda.photo.pending = URL.createObjectURL(file);
+  $("preview").src = sda.photo.pending;
   $("preview").hidden = false;
   if (!sda.ws || sda.ws.readyState !== WebSocket.OPEN) {
     if (!(await connectSignaling())) return;
   }
   say("Finding the face in the photo...");
   sda.ws.send(await file.arrayBuffer());
+}
+
+function settlePhoto(accepted) {
+  // the thumbnail shows the photo the server uses: a refused one gives way to the previous
+  const { shown, pending } = sda.photo;
+  if (!pending) return;
+  if (accepted) {
+    if (shown) URL.revokeObjectURL(shown);
+    sda.photo.shown = pending;
+  } else {
+    URL.revokeObjectURL(pending);
+    if (shown) $("preview").src = shown;
+    else { $("preview").removeAttribute("src"); $("preview").hidden = true; }
+  }
+  sda.photo.pending = null;
 }
 
 // ---- live figures --------------------------------------------------------------------------
@@ -179,6 +226,7 @@ async function updateFigures() {
   const pc = sda.pc;
   if (!pc) return;
   const now = perTrack(await pc.getStats());
+  if (sda.pc !== pc) return; // stopped meanwhile: its figures were reset
   const prev = sda.last;
   sda.last = { ...now, t: performance.now() };
   if (!prev || !now.video) return;
@@ -215,4 +263,5 @@ $("start").addEventListener("click", () => start().catch((e) => say(`Could not s
 $("stop").addEventListener("click", stop);
 $("photo").addEventListener("change", (ev) => uploadPhoto(ev.target.files[0]).catch((e) => say(`Could not send the photo: ${e.message || e}`, true)));
 setInterval(() => updateFigures().catch(() => {}), 1000);
+if (!window.isSecureContext) say(INSECURE, true);
 connectSignaling();
