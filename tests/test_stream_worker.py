@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from realtime_sda.core.noise import NoiseSource
+from realtime_sda.core.state import IdentityContext
 from realtime_sda.errors import AudioDecodeError, ImageDecodeError
 from realtime_sda.media.audio import audio_windows
 from realtime_sda.media.image import frames_to_uint8
@@ -223,17 +224,29 @@ def test_sessions_join_and_leave_and_bad_input_is_isolated(tiny_model) -> None:
             assert a not in worker.sessions and a.state is None
             with pytest.raises(SessionClosedError, match="closed"):
                 a.push_audio(np.zeros(10, np.float32), cfg.audio_rate)
-            # a session whose step fails is closed with the error; the others go on
-            c = await worker.open_session(still_a, seed=5, realtime=False)
-            c.state.content_h = torch.zeros(5, 1, 3)  # corrupt: wrong GRU state shape
+            # a session whose step fails (an identity of the wrong shape: the model fails) or
+            # whose frame cannot be delivered (its renderer raises) is closed with the error;
+            # the others, stepped in the same batch, go on with each frame made once
+            def broken_renderer(image: np.ndarray) -> np.ndarray:
+                raise RuntimeError("this renderer is broken")
+
+            feeding = asyncio.create_task(_feed(b, audio_b, cfg.audio_rate, np.random.default_rng(0), 900))
+            d = await worker.open_session(still_a, seed=6, realtime=False, renderer=broken_renderer)
+            qd = d.subscribe(10)
+            d.push_audio(_audio(tiny_model, 0.5, 7), cfg.audio_rate)
+            with pytest.raises(RuntimeError, match="renderer is broken"):
+                while True:
+                    await asyncio.wait_for(qd.get(), 10)
+            bad_identity = IdentityContext(torch.zeros(1, 3), torch.zeros(1, 2, 2, 2), ())
+            c = await worker.open_session(bad_identity, seed=5, realtime=False)
             qc = c.subscribe(10)
             c.push_audio(_audio(tiny_model, 0.5, 6), cfg.audio_rate)
-            await _feed(b, audio_b, cfg.audio_rate, np.random.default_rng(0), 900)
-            frames_b = await asyncio.wait_for(collector, 30)
             with pytest.raises(RuntimeError):
                 while True:
                     await asyncio.wait_for(qc.get(), 10)
-            assert worker.running and c not in worker.sessions
+            await feeding
+            frames_b = await asyncio.wait_for(collector, 30)
+            assert worker.running and c not in worker.sessions and d not in worker.sessions
             return frames_b
         finally:
             await worker.stop()

@@ -341,4 +341,7 @@ class InferenceWorker:
             own = new_state if len(items) == 1 else new_state.select(k)
             old = s.state
             own = StreamState(old.identity if old is not None else own.identity, own.content_h, own.noise_h)
-            s.deliver(step, np.ascontiguousarray(images[k]), own, ready)
+            try:
+                s.deliver(step, np.ascontiguousarray(images[k]), own, ready)
+            except Exception as exc:  # its renderer broke: only it fails (the batch is not
+                s.fail(exc)  # stepped again, which would give the others a frame twice)
