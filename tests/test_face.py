@@ -40,7 +40,7 @@ def skimage_image(name: str) -> Path:
 
 def test_models_load_from_the_installed_package_once():
     assert face.landmark_model_path().name == "shape_predictor_68_face_landmarks.dat"
-    assert face._dlib_models() is face._dlib_models()
+    assert face.dlib_models() is face.dlib_models()
 
 
 @pytest.mark.parametrize("source", ["avatar", "astronaut"])

@@ -119,7 +119,7 @@ def test_slow_steps_jump_the_timeline_instead_of_falling_behind(tiny_model) -> N
                 s.push_audio(audio[k * chunk : (k + 1) * chunk], rate)
                 if k % 10 == 9:
                     await worker.tick()
-            return _drain(q), s.stats.snapshot(), s._wall_index(clock.now())
+            return _drain(q), s.stats.snapshot(), s.schedule.wall_index(clock.now())
 
     frames, snap, wall_index = asyncio.run(main())
     idx = [f.index for f in frames]
@@ -163,7 +163,7 @@ def _live_run(tiny_model, backlog: bool):
                 await worker.tick()
             for _ in range(50):
                 await step(True)
-                after.append((s._wall_index(clock.now()), s.next_index - 1, s.stats.snapshot()))
+                after.append((s.schedule.wall_index(clock.now()), s.next_index - 1, s.stats.snapshot()))
             return _drain(q), after
 
     return asyncio.run(main())
@@ -225,13 +225,13 @@ def test_live_schedule_follows_the_least_delayed_arrival(tiny_model) -> None:
             t0_first, made_with = None, []
             for k in range(1, 40):
                 s.push_audio(audio[k * chunk : (k + 1) * chunk], rate)
-                t0_first = s._t0 if t0_first is None else t0_first
+                t0_first = s.schedule.t0 if t0_first is None else t0_first
                 if k == 20:
                     clock.advance(0.010)  # one slow packet
                 await worker.tick()
                 made_with.append((k, s.frames_emitted))
                 clock.advance(0.020 if k != 20 else 0.010)
-            return made_with, t0_first, s._t0
+            return made_with, t0_first, s.schedule.t0
 
     made_with, t0_first, t0_last = asyncio.run(main())
     for k, emitted in made_with:  # frame i's window ends with packet (E_i / chunk) - 1

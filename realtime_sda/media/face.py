@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ALIGN_POINTS",
     "landmark_model_path",
+    "dlib_models",
+    "DLIB_LOCK",
     "detect_faces",
     "aligned_crop_doubt",
     "detect_landmarks",
@@ -43,7 +45,8 @@ ALIGN_POINTS = (33, 36, 39, 42, 45)
 #: detector score a face needs when a more certain one is in the photo (real faces score
 #: about 0.5 to 2.5; dlib's own threshold is 0)
 _MIN_FACE_SCORE = 0.3
-_LOCK = threading.Lock()  # dlib objects are not documented as thread-safe
+#: dlib objects are not documented as thread-safe: every call into them holds this lock
+DLIB_LOCK = threading.Lock()
 
 
 def landmark_model_path() -> Path:
@@ -63,7 +66,9 @@ def landmark_model_path() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _dlib_models() -> tuple[Any, Any]:
+def dlib_models() -> tuple[Any, Any]:
+    """dlib's (face detector, 68-point predictor), loaded once per process; call them
+    holding :data:`DLIB_LOCK`."""
     try:
         import dlib
     except ImportError as exc:  # pragma: no cover - dlib-bin is a core dependency
@@ -80,11 +85,11 @@ def detect_faces(image: ImageInput) -> list[tuple[int, int, int, int]]:
     less certain than the best one are dropped (a badge or a pattern can pass dlib's
     threshold barely, and be larger than the real face: scores 0.07 against 1.63 seen)."""
     rgb = load_rgb(image)
-    detector, _ = _dlib_models()
+    detector, _ = dlib_models()
     longest = max(rgb.shape[:2])
     tries = [0] + ([1] if longest < 2000 else []) + ([2] if longest < 600 else [])
     rects, scores = [], []
-    with _LOCK:
+    with DLIB_LOCK:
         for upsample in tries:
             rects, scores, _ = detector.run(rgb, upsample, 0.0)
             if len(rects):
@@ -100,8 +105,8 @@ def landmarks_in_box(image: ImageInput, box: tuple[int, int, int, int]) -> np.nd
     import dlib
 
     rgb = load_rgb(image)
-    _, predictor = _dlib_models()
-    with _LOCK:
+    _, predictor = dlib_models()
+    with DLIB_LOCK:
         shape = predictor(rgb, dlib.rectangle(*[int(v) for v in box]))
     return np.array([(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)], dtype=np.float64)
 

@@ -67,10 +67,10 @@ def _landmarks(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 def _descriptor(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     import dlib
 
-    from ..media.face import _LOCK, _dlib_models
+    from ..media.face import DLIB_LOCK, dlib_models
 
-    _, predictor = _dlib_models()
-    with _LOCK:
+    _, predictor = dlib_models()
+    with DLIB_LOCK:
         shape = predictor(img, dlib.rectangle(*[int(v) for v in box]))
         return np.asarray(_recognizer().compute_face_descriptor(img, shape))
 
