@@ -4,6 +4,8 @@
 - :class:`AvatarSession`: one live face (``push_audio``, ``frames()``/``subscribe()``, ``close``).
 - :class:`VideoFrame`: a frame with pts from the audio master clock and its own audio slice.
 - :class:`AudioRingBuffer`: the numba ring buffer cutting windows equal to the offline cut.
+- :class:`Speaker` (``session.say(text)``): text spoken by a local TTS into a session,
+  sentence by sentence; ``session.interrupt()`` stops it mid-sentence.
 - sources (:mod:`.sources`), sinks (:mod:`.sinks`), :class:`StreamPipeline` to wire them.
 
 The least latency is the model's own look-ahead (``config.lookahead_samples``: 80 ms for GRID)
@@ -33,6 +35,10 @@ _EXPORTS = {
     "StatsSnapshot": "stats",
     "StreamPipeline": "pipeline",
     "FileSource": "sources",
+    "Speaker": "say",
+    "Utterance": "say",
+    "SayError": "say",
+    "EspeakTTS": "say",
     "MicrophoneSource": "sources",
 }
 

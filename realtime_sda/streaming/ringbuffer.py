@@ -192,6 +192,15 @@ class AudioRingBuffer:
         self.windows_read += 1
         return out
 
+    def drop_unread(self) -> int:
+        """Forget the audio written beyond the next window's start (an interrupt): the next
+        write continues from ``read_pos``, as if that audio had never come. Returns the
+        samples forgotten. After :meth:`flush`, nothing is left to read either."""
+        n = self.total - self.read_pos
+        if n > 0:
+            self._meta[_TOTAL] = self.read_pos
+        return max(n, 0)
+
     def skip(self, windows: int) -> int:
         """Drop the audio of up to ``windows`` windows unread (never past the written audio);
         returns how many were skipped."""

@@ -46,6 +46,11 @@ source's schedule then moves earlier whenever audio arrives less delayed than ev
   A queued session skips nothing: its schedule moves later instead (no burst of late frames
   afterwards). ``None`` disables it.
 
+- Interrupt (``interrupt()``): queued audio is dropped and the next frame's window is
+  silence, so its sound is silent and the mouth closes within the look-ahead; the session
+  then idles (``pause_audio()``: silence at once when due, no grace wait, no frozen frame)
+  until the next push, which starts at that frame's own period. Text: ``say()`` (:mod:`.say`).
+
 With ``realtime=False`` frames are made as fast as audio arrives (no pacing, silence or drops):
 offline-equivalent output for files. Options are validated by :class:`~.options.SessionOptions`.
 """
@@ -59,7 +64,7 @@ import math
 import threading
 from collections import deque
 from fractions import Fraction
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 import numpy as np
 import torch
@@ -79,6 +84,9 @@ from .schedule import EPS as _EPS
 from .schedule import RealtimeSchedule
 from .stats import StreamStats
 from .stepping import StepInput, WorkerLink
+
+if TYPE_CHECKING:
+    from .say import Speaker, TextToSpeech, Utterance
 
 __all__ = ["AvatarSession", "AudioQueueFullError", "SessionClosedError", "StreamOptionError"]
 
@@ -175,6 +183,11 @@ class AvatarSession:
         self.closed = False
         self.finished = False
         self.error: BaseException | None = None
+        #: the producer has nothing more to push for now (pause_audio, interrupt): a due frame
+        #: whose audio is missing gets silence at once, not after the grace time
+        self._paused = False
+        self._speaker: Speaker | None = None  # made by say() / speaker()
+        self.interrupts = 0
 
     @property
     def _t0(self) -> float:
@@ -261,6 +274,8 @@ class AvatarSession:
             if self._ring.total == self._ring.pad_left and self.frames_emitted == 0 and samples.size:
                 # queued audio pushed at once holds its own look-ahead: its first frame is due now
                 self.schedule.start_at_first_audio(now, samples.size, queued=not self._live)
+            if samples.size:
+                self._paused = False
             if self._live and samples.size:
                 samples = self._keep_on_wall(samples, now)
             self._write(samples, now)
@@ -339,6 +354,63 @@ class AvatarSession:
         finally:
             self.unsubscribe(q)
 
+    # ---- speech and interruption (the text side lives in .say) -------------------------------
+    @property
+    def audio_end(self) -> int:
+        """Master sample where the audio pushed so far ends: the frame whose ``pts`` reaches
+        it shows what comes after (e.g. the end of a sentence, for segment-end reports)."""
+        with self._lock:
+            return self._master_total()
+
+    def pause_audio(self) -> None:
+        """The producer has nothing more to push for now: once the queued audio has been
+        shown, silence stands in at once (not after ``grace_ms``), so the idle face keeps
+        its frame rate with no frozen frame. The next push ends the pause."""
+        self._paused = True
+        self._link.wake()
+
+    def interrupt(self) -> float:
+        """Stop speaking now (any thread): audio queued beyond the next frame is dropped,
+        the next frame hears silence (the mouth closes within the look-ahead) and its sound
+        is silence; pending ``say`` texts are dropped too. Returns the seconds dropped."""
+        if self._speaker is not None:
+            self._speaker.drop_pending()
+        with self._push_lock, self._lock:
+            if self.closed:
+                return 0.0
+            ring, now = self._ring, self.clock.now()
+            dropped = ring.drop_unread()
+            if not ring.ended:
+                # the next window's left context is silence too; new audio then starts at the
+                # next frame's own period (nothing of it lost in the overlap)
+                ring.write_silence(ring.pad_left)
+                dropped -= ring.pad_left
+            self._arrivals.clear()
+            self._arrivals.append((ring.total, now))
+            cfg = self.config
+            self._resampler = StreamResampler(cfg.audio_rate, self._resampler.quality)
+            self._paused = True
+            self.interrupts += 1
+        self._link.wake()
+        return max(dropped, 0) / self.config.audio_rate
+
+    def speaker(self, tts: "TextToSpeech | None" = None) -> "Speaker":
+        """This session's :class:`~.say.Speaker` (made at the first call; ``tts`` replaces
+        its engine, espeak-ng by default)."""
+        if self._speaker is None:
+            from .say import Speaker
+
+            self._speaker = Speaker(self, tts)
+        elif tts is not None:
+            self._speaker.tts = tts
+        return self._speaker
+
+    def say(self, text: str, voice: str | None = None) -> "Utterance":
+        """Speak ``text`` (on the event loop): synthesised sentence by sentence by the local
+        TTS and queued as it comes, so the first words play before the last are made.
+        Returns its :class:`~.say.Utterance` (await ``utterance.queued()`` / ``spoken()``)."""
+        return self.speaker().say(text, voice=voice)
+
     # ---- consumer side -----------------------------------------------------------------------
     def subscribe(self, maxsize: int = 2, counted: bool = True) -> FrameQueue[VideoFrame]:
         """A new bounded queue receiving every later frame (drop-oldest when full). Frames it
@@ -381,6 +453,8 @@ class AvatarSession:
     async def close(self) -> None:
         """Stop the session: the worker forgets it, its state is freed, streams end."""
         self._close(None)
+        if self._speaker is not None:
+            await self._speaker.close()
         self._link.release(self)
 
     def _close(self, error: BaseException | None) -> None:
@@ -421,7 +495,7 @@ class AvatarSession:
                 sched, i = self.schedule, self.next_index
                 if not sched.is_due(i, now):
                     return False
-                if ring.ready() == 0 and not ring.ended and sched.is_stalled(i, now):
+                if ring.ready() == 0 and not ring.ended and (self._paused or sched.is_stalled(i, now)):
                     missing = ring.missing()
                     ring.write_silence(missing)
                     self._arrivals.append((ring.total, now))
@@ -462,7 +536,7 @@ class AvatarSession:
             return None
         i = self.next_index
         with self._lock:
-            waiting = self._ring.ready() == 0 and not self._ring.ended
+            waiting = self._ring.ready() == 0 and not self._ring.ended and not self._paused
         return self.schedule.next_wakeup(i, waiting)
 
     def take(self) -> StepInput:
