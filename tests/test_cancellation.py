@@ -18,16 +18,7 @@ import torch
 from realtime_sda.streaming import FileSource, InferenceWorker, StreamPipeline
 from realtime_sda.streaming.sinks import MemorySink, RecorderSink
 from realtime_sda.streaming.tasks import cancel_and_wait
-
-
-async def eventually(check, what: str, timeout: float = 20.0) -> None:
-    """Wait until ``check()`` is true; fail loudly (naming ``what``) if it never is."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened within {timeout} s: {what}")
-        await asyncio.sleep(0.02)
+from testsupport.waiting import eventually
 
 
 # ---- the helper ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ pytest.importorskip("aiortc")
 
 from realtime_sda.server import AvatarServer, ServerConfig  # noqa: E402
 from testsupport.loopback_client import LoopbackViewer, audio_responsive_model  # noqa: E402
+from testsupport.waiting import eventually  # noqa: E402
 
 
 async def _push(url: str, seconds: float, rate: int = 16000) -> list[dict]:
@@ -47,7 +48,7 @@ def test_push_drives_one_avatar_watched_by_many(tiny_model):
         async with AvatarServer(model, ServerConfig(port=0, broadcast=True), still) as srv:
             base = f"ws://127.0.0.1:{srv.port}"
             pusher = asyncio.create_task(_push(base + "/push", 5.0), name="test-pusher")
-            await asyncio.sleep(0.3)
+            await eventually(lambda: srv.broadcast.pusher_active, "the pusher to be connected")
             from websockets.asyncio.client import connect
 
             async with connect(base + "/push") as second:  # one source at a time
@@ -61,10 +62,7 @@ def test_push_drives_one_avatar_watched_by_many(tiny_model):
             for v in viewers:
                 await v.close()
             replies = await pusher
-            for _ in range(100):
-                if srv.broadcast.hub.viewers == 0 and not srv.clients:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: srv.broadcast.hub.viewers == 0 and not srv.clients, "the closed viewers to leave")
             return viewers, busy, replies, hub_viewers, sessions, srv.broadcast.hub.viewers
 
     viewers, busy, replies, hub_viewers, sessions, viewers_after = asyncio.run(main())
