@@ -265,3 +265,35 @@ $("photo").addEventListener("change", (ev) => uploadPhoto(ev.target.files[0]).ca
 setInterval(() => updateFigures().catch(() => {}), 1000);
 if (!window.isSecureContext) say(INSECURE, true);
 connectSignaling();
+
+// ---- Say and Interrupt: text for the broadcast avatar (POST /say?text=..., POST /interrupt).
+// Self-contained: the server answers JSON {ok, ...} or {error, message}.
+(() => {
+  const box = document.getElementById("say-text");
+  const status = document.getElementById("say-status");
+  if (!box || !status) return;
+  const token = new URLSearchParams(location.search).get("token");
+  async function post(path, params) {
+    if (token) params.set("token", token);
+    const query = params.toString();
+    const res = await fetch(path + (query ? `?${query}` : ""), { method: "POST", cache: "no-store" });
+    let body = {};
+    try { body = await res.json(); } catch (e) { /* not JSON: the status says enough */ }
+    if (!res.ok) throw new Error(body.message || `the server answered ${res.status}`);
+    return body;
+  }
+  document.getElementById("say-send").addEventListener("click", async () => {
+    const text = box.value.trim();
+    if (!text) { status.textContent = "Type something to say first."; return; }
+    try {
+      const r = await post("/say", new URLSearchParams({ text }));
+      status.textContent = `Saying it (${r.sentences} sentence${r.sentences === 1 ? "" : "s"}).`;
+    } catch (e) { status.textContent = `Could not say it: ${e.message}`; }
+  });
+  document.getElementById("say-interrupt").addEventListener("click", async () => {
+    try {
+      const r = await post("/interrupt", new URLSearchParams());
+      status.textContent = `Interrupted (${r.dropped_s} s of speech dropped).`;
+    } catch (e) { status.textContent = `Could not interrupt: ${e.message}`; }
+  });
+})();

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import json
 import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import RealtimeSDAError, require
+from .broadcast import SAY_ROUTES, answer_say_request
 from .client import Client, ClientContext
 from .logs import CONNECTION_LOGGER, ConnectionLogFilter, RefusalLog, client_address
 from .photos import UPLOAD_DECODE_SIDE, PhotoPool, Upload, rig_job, still_job
@@ -280,6 +282,17 @@ class AvatarServer:
                 "this server only answers requests for localhost / 127.0.0.1 (DNS-rebinding guard); "
                 "use --allow-origin to name another host",
             )
+        if path in SAY_ROUTES:  # POST /say?text=..., POST /interrupt: the broadcast's text in (broadcast.py)
+            query = parse_qs(urlsplit(request.path).query)
+            allowed = (origin is None or origin_allowed(origin, host, self.limits.allowed_origins)) and (
+                self.config.token is None or token_matches((query.get("token") or [None])[0], self.config.token))
+            code, answer = answer_say_request(self.broadcast, path, getattr(request, "method", "GET"), query, allowed=allowed)
+            from websockets.datastructures import Headers as SayHeaders
+            from websockets.http11 import Response as SayResponse
+
+            body = json.dumps(answer).encode()
+            return SayResponse(code, HTTPStatus(code).phrase, SayHeaders(
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]), body)
         if path in ("/ws", "/push"):
             if not origin_allowed(origin, host, self.limits.allowed_origins):
                 return self._refuse(connection, HTTPStatus.FORBIDDEN, "websocket from another origin refused")

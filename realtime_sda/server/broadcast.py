@@ -8,6 +8,12 @@ gets a ``queue_full`` error for each refused message. ``/push`` (:meth:`Broadcas
 a JSON header ``{"rate": 16000, "channels": 1}``, then binary int16 little-endian PCM
 messages of at most :data:`MAX_PUSH_MESSAGE_BYTES`. Decoding and resampling a message run on
 the broadcast's own thread, never on the event loop.
+
+Text in: :meth:`Broadcast.say` (``POST /say?text=...&voice=...``) speaks text through the
+session's :class:`~realtime_sda.streaming.say.Speaker` (espeak-ng, sentence by sentence);
+:meth:`Broadcast.interrupt` (``POST /interrupt``) stops it, or pushed audio, mid-sentence.
+The text travels in the query string: the server's HTTP parser (websockets') reads no request
+bodies. :func:`answer_say_request` answers both routes (JSON), for app.py.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from ..streaming.tasks import cancel_and_wait
 from .signaling import error_message
 from .tracks import ViewerFeed
 
-__all__ = ["FrameHub", "Broadcast", "FilePlayer", "PushHeaderError", "parse_push_header", "MAX_PUSH_MESSAGE_BYTES"]
+__all__ = ["FrameHub", "Broadcast", "FilePlayer", "PushHeaderError", "parse_push_header", "MAX_PUSH_MESSAGE_BYTES",
+           "SAY_ROUTES", "answer_say_request"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +169,7 @@ class Broadcast:
         self.session = session
         if getattr(session, "queue_limit", 0) is None:
             session.use_queued_audio()
+        session.pause_audio()  # idle on silence from the first frame, until audio comes
         self.hub = FrameHub(session, "broadcast")
         self.player = FilePlayer(session, audio_file) if audio_file is not None else None
         self.pusher_active = False
@@ -234,9 +242,56 @@ class Broadcast:
         finally:
             self.pusher_active = False
 
+    # ---- text in and interruption ------------------------------------------------------------
+    def say(self, text: str, voice: str | None = None) -> Any:
+        """Speak ``text`` (queued after texts already waiting); returns its
+        :class:`~realtime_sda.streaming.say.Utterance`. Refused (:class:`~realtime_sda.streaming.say.SayError`)
+        while a ``/push`` source or the audio file drives the avatar."""
+        from ..streaming.say import SayError
+
+        if self.pusher_active or self.player is not None:
+            raise SayError("the broadcast is driven by " + ("a /push source" if self.pusher_active else "an audio file")
+                           + ": say() works when nothing else pushes audio")
+        return self.session.say(text, voice=voice)
+
+    def interrupt(self) -> float:
+        """Stop speaking now (texts and pushed audio); returns the seconds of audio dropped."""
+        return float(self.session.interrupt())
+
     async def close(self, timeout: float = 5.0) -> None:
         if self.player is not None:
             await self.player.close(timeout)
         await self.hub.close(timeout)
         await asyncio.wait_for(self.session.close(), timeout)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+#: the HTTP routes :func:`answer_say_request` answers
+SAY_ROUTES = ("/say", "/interrupt")
+
+
+def answer_say_request(broadcast: Broadcast | None, path: str, method: str, query: dict[str, list[str]], *,
+                       allowed: bool) -> tuple[int, dict[str, Any]]:
+    """``(HTTP status, JSON body)`` for ``POST /say?text=...&voice=...`` and ``POST /interrupt``.
+    ``allowed``: the caller's origin and token checks passed (a cross-site page must not make
+    the avatar speak)."""
+    from ..streaming.say import SayError
+
+    if method != "POST":
+        return 405, {"error": "method", "message": f"use POST {path}"}
+    if not allowed:
+        return 403, {"error": "forbidden", "message": "wrong or missing token (?token=...), or a request from another origin"}
+    if broadcast is None:
+        return 404, {"error": "no_broadcast", "message": "this server runs no broadcast: start it with --broadcast"}
+    if path == "/interrupt":
+        return 200, {"ok": True, "dropped_s": round(broadcast.interrupt(), 3)}
+    texts = query.get("text") or []
+    voices: list[str | None] = [*query.get("voice", [])] or [None]
+    if len(texts) != 1 or len(voices) != 1:
+        return 400, {"error": "bad_request", "message": "give one text: POST /say?text=Hello%20there (and at most one voice=)"}
+    try:
+        utt = broadcast.say(texts[0], voice=voices[0])
+    except SayError as exc:
+        busy = broadcast.pusher_active or broadcast.player is not None
+        return (409 if busy else 400), {"error": "busy" if busy else "bad_text", "message": str(exc)}
+    return 200, {"ok": True, "id": utt.id, "sentences": len(utt.sentences)}
