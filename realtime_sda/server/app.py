@@ -22,7 +22,7 @@ from ..errors import RealtimeSDAError, require
 from .broadcast import SAY_ROUTES, answer_say_request
 from .client import Client, ClientContext
 from .logs import CONNECTION_LOGGER, ConnectionLogFilter, RefusalLog, client_address
-from .photos import UPLOAD_DECODE_SIDE, PhotoPool, Upload, rig_job, still_job
+from .photos import UPLOAD_DECODE_SIDE, PhotoPool, Upload, rig_job, still_job, warm_up
 from .playout import DEFAULT_MARGIN_S, check_margin
 from .security import Limits, host_allowed, origin_allowed, tls_context, token_matches
 from .signaling import SignalingError, error_message, parse_message
@@ -138,6 +138,7 @@ class AvatarServer:
 
         tls = tls_context(self.config.tls_cert, self.config.tls_key)
         self.photos = PhotoPool(self.config.photo_workers, self.config.photo_queue)
+        await self.photos.run("server", warm_up)  # dlib's models, before any viewer watches
 
         ice = self.config.ice_addresses
         if ice is None and is_loopback(self.config.host):

@@ -7,9 +7,9 @@ Bounds: ``workers`` photos are worked on at once (one by default: dlib's detecto
 serialised anyway, and one decode at a time bounds the memory), at most ``max_waiting``
 more wait, and one client has at most ``per_client`` in the pool. Past a bound the upload is
 refused at once with :class:`PhotoBusyError` (the page says to try again); nothing waits on
-the event loop. After a large decode the freed memory is handed back to the system
-(glibc's ``malloc_trim``), so a burst of 24-megapixel uploads does not leave the server at
-its peak size.
+the event loop. The pool's threads run at a lower priority than the media threads. After
+each photo the freed memory is handed back to the system (glibc's ``malloc_trim``), so a
+burst of 24-megapixel uploads does not leave the server at its peak size.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
@@ -25,7 +27,7 @@ from typing import Any, Callable, TypeVar
 from ..errors import RealtimeSDAError
 from .security import Limits, decode_image
 
-__all__ = ["PhotoPool", "PhotoBusyError", "Upload", "rig_job", "still_job", "release_memory", "UPLOAD_DECODE_SIDE"]
+__all__ = ["PhotoPool", "PhotoBusyError", "Upload", "rig_job", "still_job", "warm_up", "release_memory", "UPLOAD_DECODE_SIDE"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,7 +69,8 @@ class PhotoPool:
         self.workers = int(workers)
         self.max_waiting = int(max_waiting)
         self.per_client = int(per_client)
-        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(self.workers, thread_name_prefix="photo")
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            self.workers, thread_name_prefix="photo", initializer=_lower_priority)
         self._owners: Counter[str] = Counter()
         self.in_pool = 0  # running + waiting
         self.refused = 0
@@ -113,6 +116,18 @@ class PhotoPool:
             log.warning("a photo was still being processed %.1f s after the server stopped", timeout)
 
 
+#: the photo threads' niceness (Linux: per thread): face detection yields the CPU to the
+#: inference and encoder threads, so a burst of uploads takes longer, not the viewers' frames
+PHOTO_NICE = 10
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PHOTO_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: normal priority
+        pass
+
+
 def _trimmed(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     """``fn(*args)``, then the memory its decode freed handed back to the system."""
     try:
@@ -148,3 +163,14 @@ def still_job(image: Any, config: Any) -> Any:
     from ..media.face import prepare_still
 
     return prepare_still(_image(image), config)
+
+
+def warm_up() -> None:
+    """Pool job run when the server starts: load dlib's models (once per process). Loading
+    them holds the GIL for about a second, which would freeze every viewer if the first
+    upload did it."""
+    import numpy as np
+
+    from ..media.face import detect_faces
+
+    detect_faces(np.zeros((64, 64, 3), np.uint8))
