@@ -83,12 +83,12 @@ def _original_way(model):
     """The original library's inference, on this package's reference networks: the whole clip
     as one batch through encoder, noise GRU, identity encoder and generator under no_grad,
     every skip tensor repeated for every frame, no folding; float frames ``125 x + 125``."""
-    import torch
 
     from realtime_sda.core.noise import NoiseSource
     from realtime_sda.media.audio import audio_windows, load_audio
     from realtime_sda.media.face import prepare_still
     from realtime_sda.media.image import original_scale
+    from testsupport.reference import reference_frames
 
     cfg = model.config
 
@@ -98,17 +98,7 @@ def _original_way(model):
         t = windows.shape[1]
         still = prepare_still(still_img, cfg, aligned=True)
         noise = NoiseSource(cfg.aux_latent, seed).next(t)[None]
-        with torch.no_grad():
-            content, _ = model.encoder(windows)
-            squashed, _ = model.generator.squash_noise(noise)
-            id_code, skips = model.encoder_id(still)
-            frames = model.generator(
-                content.flatten(0, 1),
-                squashed.flatten(0, 1),
-                id_code.repeat_interleave(t, 0),
-                [s.repeat_interleave(t, 0) for s in skips],
-            )
-        return original_scale(frames), signal
+        return original_scale(reference_frames(model, still, windows, noise)[0]), signal
 
     return run
 

@@ -12,24 +12,8 @@ from realtime_sda.core.config import SDAConfig
 from realtime_sda.core.noise import NoiseSource
 from realtime_sda.core.state import StreamState
 from testsupport.models import grid_config, random_model, tiny_config
+from testsupport.reference import reference_frames
 from testsupport.stepper import Stepper
-
-
-def reference_frames(model, still, windows, noise):
-    """The original's computation: whole clip through the reference modules, skip tensors
-    repeated for every frame and concatenated in each U-Net block."""
-    b, t = windows.shape[:2]
-    with torch.no_grad():
-        content, _ = model.encoder(windows)
-        squashed, _ = model.generator.squash_noise(noise)
-        id_code, skips = model.encoder_id(still)
-        frames = model.generator(
-            content.flatten(0, 1),
-            squashed.flatten(0, 1),
-            id_code.repeat_interleave(t, 0),
-            [s.repeat_interleave(t, 0) for s in skips],
-        )
-    return frames.view(b, t, 3, *model.config.img_size)
 
 
 def inputs(cfg: SDAConfig, b: int, t: int, seed: int = 0):
