@@ -36,14 +36,20 @@ METER = """
   const onFrame = () => {
     g.drawImage(v, 0, 0, 48, 64);
     const d = g.getImageData(0, 0, 48, 64).data;
-    if (prev) { let s = 0; for (let i = 0; i < d.length; i += 4) s += Math.abs(d[i] - prev[i]) + Math.abs(d[i + 1] - prev[i + 1]); window.meter.motion.push([performance.now(), s / (d.length / 2)]); }
+    if (prev) {
+      let s = 0;
+      for (let i = 0; i < d.length; i += 4) s += Math.abs(d[i] - prev[i]) + Math.abs(d[i + 1] - prev[i + 1]);
+      window.meter.motion.push([performance.now(), s / (d.length / 2)]);
+    }
     prev = d.slice();
     v.requestVideoFrameCallback(onFrame);
   };
   v.requestVideoFrameCallback(onFrame);
   setInterval(async () => {
     const stats = await window.sda.pc.getStats();
-    stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio') window.meter.energy.push([performance.now(), r.totalAudioEnergy || 0]); });
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') window.meter.energy.push([performance.now(), r.totalAudioEnergy || 0]);
+    });
   }, 100);
   return true;
 })()

@@ -365,8 +365,14 @@ class AvatarSession:
     def pause_audio(self) -> None:
         """The producer has nothing more to push for now: once the queued audio has been
         shown, silence stands in at once (not after ``grace_ms``), so the idle face keeps
-        its frame rate with no frozen frame. The next push ends the pause."""
-        self._paused = True
+        its frame rate with no frozen frame. The next push ends the pause. What the
+        resampler still holds of the last push is written first (it belongs to that audio)."""
+        with self._push_lock, self._lock:
+            now = self.clock.now()
+            if not self._audio_ended and not self.closed:
+                for tail in self._resampler.flush():
+                    self._write(tail, now)
+            self._paused = True
         self._link.wake()
 
     def interrupt(self) -> float:
