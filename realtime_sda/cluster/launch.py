@@ -1,0 +1,149 @@
+"""Connect to a Ray cluster, start the avatar workers (one per GPU on every node, or one per
+``worker_cpus`` cores where a node has no GPU), find them again, and ``serve --cluster``.
+
+Workers are detached named actors (``rsda-worker-N`` in the ``realtime-sda`` namespace):
+they outlive the front door that started them, so further front doors (any number, behind
+any HTTP load balancer) find and share them. Ray restarts a lost one (``max_restarts=-1``),
+on another node when its own is gone."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..errors import RealtimeSDAError, require
+from .worker import NAMESPACE, AvatarWorker, WorkerSpec, worker_name
+
+__all__ = ["ray_module", "connect", "node_ip", "node_id", "worker_slots", "start_workers", "find_workers", "stop_workers", "run_cli"]
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "rsda-worker-"
+
+
+def ray_module() -> Any:
+    """``ray``, or a one-line error naming the ``cluster`` extra."""
+    return require("ray", "cluster", "Cluster mode (serve --cluster)")
+
+
+def connect(address: str = "auto") -> None:
+    """Join the Ray cluster at ``address`` ("auto": the one started on this machine with
+    ``ray start``) in the service's namespace."""
+    ray = ray_module()
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
+    except ConnectionError as exc:
+        raise RealtimeSDAError(f"no Ray cluster at {address!r} ({exc}): start one with 'ray start --head'") from None
+
+
+def node_ip() -> str:
+    """This process's Ray node address (where its WebRTC peers are reached)."""
+    return str(ray_module().util.get_node_ip_address())
+
+
+def node_id() -> str:
+    """This process's Ray node id (hex)."""
+    return str(ray_module().get_runtime_context().get_node_id())
+
+
+def worker_slots(worker_cpus: int = 1) -> list[tuple[str, dict[str, float]]]:
+    """(node id, actor resources) for every worker the live nodes hold: one per GPU, or one
+    per ``worker_cpus`` CPU cores on a node without GPUs."""
+    if worker_cpus < 1:
+        raise RealtimeSDAError(f"--worker-cpus must be at least 1, got {worker_cpus}")
+    slots = []
+    for node in ray_module().nodes():
+        if not node.get("Alive"):
+            continue
+        res = node.get("Resources", {})
+        gpus, cpus = int(res.get("GPU", 0)), float(res.get("CPU", 0))
+        if gpus:
+            slots += [(node["NodeID"], {"num_gpus": 1.0, "num_cpus": 0.0})] * gpus
+        else:
+            slots += [(node["NodeID"], {"num_gpus": 0.0, "num_cpus": float(worker_cpus)})] * int(cpus // worker_cpus)
+    return slots
+
+
+def find_workers() -> dict[str, Any]:
+    """The service's workers on the connected cluster, by name."""
+    ray = ray_module()
+    names = sorted((a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                    if a.get("namespace") == NAMESPACE and a.get("name", "").startswith(_PREFIX)),
+                   key=lambda n: int(n[len(_PREFIX):]) if n[len(_PREFIX):].isdigit() else 0)
+    out = {}
+    for name in names:
+        try:
+            out[name] = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:  # killed meanwhile
+            continue
+    return out
+
+
+def start_workers(spec: WorkerSpec, worker_cpus: int = 1, timeout: float = 300.0) -> dict[str, Any]:
+    """Start a worker on every slot (:func:`worker_slots`) unless the service's workers
+    already run, and wait until each has measured its capacity. Returns them by name."""
+    ray = ray_module()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    existing = find_workers()
+    if existing:
+        log.warning("%d avatar workers already run on this cluster; their settings stay", len(existing))
+    else:
+        slots = worker_slots(worker_cpus)
+        if not slots:
+            raise RealtimeSDAError(f"no node of this cluster has a GPU or {worker_cpus} free CPU cores for a worker")
+        actor = ray.remote(AvatarWorker)
+        for i, (node, res) in enumerate(slots):
+            actor.options(
+                name=worker_name(i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                max_restarts=-1, max_task_retries=0, max_concurrency=1000, **res,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+            ).remote(spec, i)
+        existing = find_workers()
+    ray.get([h.ready.remote() for h in existing.values()], timeout=timeout)
+    return existing
+
+
+def stop_workers() -> int:
+    """Kill the service's workers (no restart); returns how many."""
+    ray = ray_module()
+    workers = find_workers()
+    for handle in workers.values():
+        ray.kill(handle, no_restart=True)
+    return len(workers)
+
+
+def run_cli(args: Any) -> int:
+    """``realtime-sda serve --cluster ADDRESS``: workers on the cluster, a front door here."""
+    import asyncio
+
+    from ..server.security import Limits
+    from .frontdoor import FrontDoor, FrontDoorConfig
+
+    ray_module()
+    if args.max_sessions < 1:
+        raise RealtimeSDAError(f"--max-sessions must be at least 1, got {args.max_sessions}")
+    limits = Limits(max_sessions=args.max_sessions, allowed_origins=frozenset(args.allow_origin))
+    spec = WorkerSpec(
+        model=args.model, device=args.device, bf16=args.bf16, avatar=args.avatar, aligned=args.aligned,
+        crop=args.crop, size=args.size, lookahead_ms=args.lookahead_ms, audio_prefetch=args.audio_prefetch,
+        playout_margin_ms=args.playout_margin_ms, ice_servers=tuple(args.ice_server), limits=limits,
+        worker_cpus=args.worker_cpus, broadcast=bool(args.broadcast or args.broadcast_audio),
+        broadcast_audio=args.broadcast_audio,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    connect(args.cluster)
+    workers = start_workers(spec, args.worker_cpus)
+    config = FrontDoorConfig(host=args.host, port=args.port, token=args.token, limits=limits)
+
+    async def main() -> None:
+        async with FrontDoor(config) as door:
+            query = f"?token={args.token}" if args.token else ""
+            print(f"realtime-sda: {len(workers)} avatar workers; open http://{args.host}:{door.port}/{query} "
+                  f"(cluster state: /status; Ctrl-C stops this front door, the workers stay)", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    return 0

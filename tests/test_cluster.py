@@ -1,0 +1,357 @@
+"""The avatar service on a real multi-node Ray cluster: a head and two worker nodes started on
+this machine with ``ray.cluster_utils.Cluster``, one avatar worker per node, a front door,
+and real aiortc viewers (Chromium once) over loopback.
+
+Ray binds the machine's interface address outside a network namespace, so these tests run
+inside a private one (``unshare -n`` with only loopback up): when this module is collected
+outside it, each test is relayed from one run of this module in such a namespace (the
+bottom of this file), and reports that run's outcome under its own name. One cluster serves
+all the tests; a test that kills a node starts a replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("aiortc")
+ray = pytest.importorskip("ray", reason="the cluster extra (pip install 'realtime-sda[cluster]') is not installed")
+
+from realtime_sda.cluster.netns import in_private_network, netns_argv, netns_unavailable  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+RELAUNCHED = os.environ.get("RSDA_CLUSTER_NETNS") == "1"  # never relaunch from a relaunched run
+INSIDE = RELAUNCHED and in_private_network()
+CAPACITY = 2  # sessions per worker (fixed, so that "full" does not depend on this CPU's load)
+pytestmark = [pytest.mark.slow]
+
+
+# ---- the cluster ------------------------------------------------------------------------------
+class LocalCluster:
+    """A head without CPUs (no worker goes there) and ``nodes`` worker nodes of one CPU each."""
+
+    def __init__(self, nodes: int = 2) -> None:
+        from ray.cluster_utils import Cluster
+
+        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+        self.nodes = [self.cluster.add_node(num_cpus=1) for _ in range(nodes)]
+        ray.init(address=self.cluster.address, namespace="realtime-sda", logging_level="WARNING", log_to_driver=False)
+
+    @property
+    def address(self) -> str:
+        return str(self.cluster.address)
+
+    def kill_node(self, node_id: str) -> None:
+        node = next(n for n in self.nodes if n.unique_id == node_id)
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.nodes.remove(node)
+
+    def add_node(self) -> None:
+        self.nodes.append(self.cluster.add_node(num_cpus=1))
+
+    def shutdown(self) -> None:
+        ray.shutdown()
+        self.cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import torch
+
+    from realtime_sda.cluster import WorkerSpec, start_workers
+    from realtime_sda.server import Limits
+    from testsupport.loopback_client import audio_responsive_model
+
+    from realtime_sda.server.peer import restrict_ice_to
+
+    undo_ice = restrict_ice_to(["127.0.0.1"])  # the viewers here: aioice never offers loopback itself
+    local = LocalCluster(nodes=2)
+    cfg = audio_responsive_model().config
+    h, w = cfg.img_size
+    still = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    spec = WorkerSpec(model=audio_responsive_model, still=still, limits=Limits(max_sessions=CAPACITY),
+                      capacity=CAPACITY, broadcast=True, channel_timeout_s=20.0)
+    start_workers(spec, worker_cpus=1, timeout=120)
+    yield local
+    local.shutdown()
+    undo_ice()
+
+
+@contextlib.asynccontextmanager
+async def front_door():
+    from realtime_sda.cluster import FrontDoor, FrontDoorConfig
+
+    async with FrontDoor(FrontDoorConfig(port=0)) as door:
+        yield door
+
+
+async def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def settled(door: Any, timeout: float = 20.0) -> dict[str, Any]:
+    """/status once every worker is ready and holds no page (earlier tests' pages closed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await door.status()
+        total = status["total"]
+        if total["ready"] == total["workers"] == 2 and total["sessions"] == 0:
+            await door.refresh()
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster did not settle: {status}")
+        await asyncio.sleep(0.2)
+
+
+# ---- a viewer that behaves as the page does ---------------------------------------------------
+class ClusterViewer:
+    """A real aiortc viewer on a front door's ``/ws``: offers as soon as a worker is ready,
+    and when told its worker was lost, closes its peer and offers again to the new one (as
+    the page's reconnect block does). Records every video frame with its arrival time and
+    the worker it came from."""
+
+    def __init__(self, url: str, mode: str = "mic") -> None:
+        self.url, self.mode = url, mode
+        self.messages: list[dict[str, Any]] = []
+        self.frames: list[tuple[float, str, np.ndarray]] = []
+        self.worker = ""
+        self.session = ""
+        self.lost_at: float | None = None
+        self.pc: Any = None
+        self.ws: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._pcs: list[Any] = []
+
+    async def __aenter__(self) -> "ClusterViewer":
+        from websockets.asyncio.client import connect
+
+        self.ws = await connect(self.url, max_size=2**23)
+        self._tasks.append(asyncio.ensure_future(self._read_ws()))
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def _read_ws(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                msg = json.loads(raw)
+                msg["t"] = time.monotonic()
+                self.messages.append(msg)
+                kind = msg.get("type")
+                if kind == "session":
+                    self.worker, self.session = msg["worker"], msg["id"]
+                elif kind == "ready":
+                    self._tasks.append(asyncio.ensure_future(self._offer()))
+                elif kind == "answer":
+                    from aiortc import RTCSessionDescription
+
+                    await self.pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="answer"))
+                elif kind == "error" and msg.get("code") == "worker_lost":
+                    self.lost_at = time.monotonic()
+                    pc, self.pc = self.pc, None
+                    if pc is not None:
+                        self._tasks.append(asyncio.ensure_future(pc.close()))
+
+    async def _offer(self) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        from testsupport.loopback_client import SignalTrack
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = pc
+        self._pcs.append(pc)
+        worker = self.worker
+        if self.mode == "mic":
+            rng = np.random.default_rng(len(self._pcs))
+            pc.addTrack(SignalTrack((0.3 * rng.standard_normal(48000 * 30)).astype(np.float32)))
+        else:
+            pc.addTransceiver("audio", direction="recvonly")
+        pc.addTransceiver("video", direction="recvonly")
+
+        @pc.on("track")
+        def _track(track: Any) -> None:
+            if track.kind == "video":
+                self._tasks.append(asyncio.ensure_future(self._read_video(track, worker)))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        await self.ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp, "mode": self.mode}))
+
+    async def _read_video(self, track: Any, worker: str) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                frame = await track.recv()
+                self.frames.append((time.monotonic(), worker, frame.to_ndarray(format="rgb24")))
+
+    def frames_from(self, worker: str, after: float = 0.0) -> list[tuple[float, str, np.ndarray]]:
+        return [f for f in self.frames if f[1] == worker and f[0] > after]
+
+    async def wait_frames(self, n: int, timeout: float = 30.0, worker: str | None = None, after: float = 0.0) -> None:
+        await wait_until(lambda: len(self.frames_from(worker or self.worker, after)) >= n, timeout,
+                         f"{n} frames from {worker or self.worker} (have {len(self.frames)}; messages "
+                         f"{[m.get('type') + ':' + str(m.get('code', '')) for m in self.messages][-6:]})")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pc in self._pcs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pc.close(), 5)
+        if self.ws is not None:
+            await self.ws.close()
+
+
+def max_gap(times: list[float]) -> float:
+    return float(np.max(np.diff(times))) if len(times) > 1 else float("inf")
+
+
+# ---- the tests --------------------------------------------------------------------------------
+def test_sessions_spread_over_nodes_by_load_and_stay(cluster):
+    """Two viewers land on the two workers (the most free capacity first), on two different
+    nodes; frames flow from each; a session stays on its worker; /status reports it all."""
+
+    async def main():
+        async with front_door() as door:
+            before = await settled(door)
+            url = f"ws://127.0.0.1:{door.port}/ws"
+            async with ClusterViewer(url) as a, ClusterViewer(url) as b:
+                await a.wait_frames(25)
+                await b.wait_frames(25)
+                await asyncio.sleep(2.0)  # stays put
+                status = json.loads(await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{door.port}/status", timeout=10).read()))
+                return before, a, b, status
+
+    before, a, b, status = asyncio.run(main())
+    workers = {w["worker"]: w for w in status["workers"]}
+    assert {a.worker, b.worker} == set(workers), (a.worker, b.worker)
+    assert workers[a.worker]["node_id"] != workers[b.worker]["node_id"]
+    assert status["total"] == {"workers": 2, "ready": 2, "nodes": 1, "sessions": 2, "capacity": 2 * CAPACITY} or (
+        status["total"]["sessions"] == 2 and status["total"]["capacity"] == 2 * CAPACITY)
+    for viewer in (a, b):
+        sessions = [m for m in viewer.messages if m["type"] == "session"]
+        assert len(sessions) == 1  # placed once, never moved
+        assert len(viewer.frames_from(viewer.worker)) == len(viewer.frames) > 50
+        assert workers[viewer.worker]["sessions"] == 1
+        assert workers[viewer.worker]["steps"]["count"] > 50
+        assert workers[viewer.worker]["frames_sent"] > 50
+    assert status["front_door"]["placed"] == 2 and status["front_door"]["busy"] == 0
+    assert all(w["ready"] and w["capacity"] == CAPACITY for w in before["workers"])
+
+
+def test_full_cluster_answers_busy(cluster):
+    """Every worker at capacity: the next page is told "busy" (server_full) and no worker
+    takes more than its capacity; once a page leaves, a new one is admitted."""
+    from websockets.asyncio.client import connect
+
+    async def main():
+        async with front_door() as door:
+            await settled(door)
+            url = f"ws://127.0.0.1:{door.port}/ws"
+            held = []
+            for _ in range(2 * CAPACITY):
+                ws = await connect(url)
+                held.append((ws, [json.loads(await ws.recv()), json.loads(await ws.recv())]))
+            extra = await connect(url)
+            refused = json.loads(await extra.recv())
+            with contextlib.suppress(Exception):
+                await extra.recv()
+            code = extra.close_code
+            status = await door.status()
+            await held[0][0].close()
+            await wait_until(lambda: True, 0, "")
+            for _ in range(100):
+                await door.refresh()
+                if sum(w.sessions for w in door.loads.values()) < 2 * CAPACITY:
+                    break
+                await asyncio.sleep(0.1)
+            again = await connect(url)
+            admitted = [json.loads(await again.recv()), json.loads(await again.recv())]
+            for ws, _ in held[1:]:
+                await ws.close()
+            await again.close()
+            return held, refused, code, status, admitted
+
+    held, refused, code, status, admitted = asyncio.run(main())
+    assert [m["type"] for _, msgs in held for m in msgs] == ["session", "ready"] * 2 * CAPACITY
+    assert refused["type"] == "error" and refused["code"] == "server_full" and "busy" in refused["message"]
+    assert code == 1013
+    assert all(w["sessions"] == CAPACITY for w in status["workers"])
+    assert status["front_door"]["busy"] == 1
+    assert [m["type"] for m in admitted] == ["session", "ready"]
+
+
+def _relay_tests() -> None:
+    """Outside the namespace: replace each test with one that reports the in-namespace run."""
+    names = [n for n, f in globals().items() if n.startswith("test_") and callable(f)]
+
+    def relayed(name: str) -> Any:
+        def test(netns_run: dict[str, tuple[str, str]]) -> None:
+            outcome, text = netns_run.get(name, ("missing", "the run in the namespace did not report this test"))
+            if outcome == "skipped":
+                pytest.skip(text)
+            if outcome != "passed":
+                pytest.fail(f"in the private network namespace: {outcome}\n{text}", pytrace=False)
+
+        test.__name__ = name
+        test.__doc__ = globals()[name].__doc__
+        return test
+
+    for name in names:
+        globals()[name] = relayed(name)
+
+
+@pytest.fixture(scope="module")
+def netns_run(tmp_path_factory: Any) -> dict[str, tuple[str, str]]:
+    """Runs this module once inside a private network namespace; outcome and text per test."""
+    import xml.etree.ElementTree as ET
+
+    reason = "the relaunched run is not in a private network namespace" if RELAUNCHED else netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    report = tmp_path_factory.mktemp("netns") / "report.xml"
+    env = {**os.environ, "RSDA_CLUSTER_NETNS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = netns_argv([sys.executable, "-m", "pytest", str(Path(__file__)), "-q", "-p", "no:cacheprovider",
+                      f"--junitxml={report}", "-o", "junit_logging=all"])
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=280)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and the cluster it started
+        output, _ = proc.communicate()
+    if not report.exists():
+        pytest.fail(f"the run in the namespace wrote no report (exit {proc.returncode}):\n{output[-5000:]}")
+    out: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        name = case.get("name", "")
+        outcome, text = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = case.find(tag)
+            if el is not None:
+                outcome = "skipped" if tag == "skipped" else tag
+                text = (el.get("message") or "") + "\n" + (el.text or "")
+        out[name] = (outcome, text[-6000:])
+    return out
+
+
+if not INSIDE:
+    _relay_tests()
