@@ -82,3 +82,35 @@ def test_real_face_photo_is_aligned_and_used(face_image, tiny_model):
     h, w = tiny_model.config.img_size
     assert isinstance(still, torch.Tensor) and tuple(still.shape) == (1, 3, h, w)
     assert float(still.min()) >= -1.0 and float(still.max()) <= 1.0 and float(still.std()) > 0.05
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tiny_checkpoint, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = cli_main(["serve", "--model", str(tiny_checkpoint), "--crop", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("realtime-sda: error:")]
+    assert len(lines) == 1 and f"port {port}" in lines[0] and "--port" in lines[0], err
+
+
+def test_serve_tls_options_are_checked(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    for args in (["--tls-cert", str(tmp_path / "missing.pem")], ["--tls-cert", str(tmp_path / "junk.pem")],
+                 ["--tls-key", str(tmp_path / "junk.pem")]):
+        assert cli_main(["serve", "--model", str(tiny_checkpoint), "--crop", "--port", "0", *args]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "openssl req -x509" in err, err
+
+
+def test_serve_margin_default_and_range_come_from_playout():
+    from realtime_sda.cli import build_parser
+    from realtime_sda.server.playout import DEFAULT_MARGIN_S, MAX_MARGIN_S
+
+    args = build_parser().parse_args(["serve"])
+    assert args.playout_margin_ms == 1000 * DEFAULT_MARGIN_S
+    assert cli_main(["serve", "--playout-margin-ms", str(1000 * MAX_MARGIN_S + 1)]) == 1

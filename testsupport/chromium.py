@@ -65,7 +65,9 @@ class CDP:
 class HeadlessChromium:
     """``async with HeadlessChromium(wav) as browser: async with browser.page(url) as cdp: ...``"""
 
-    def __init__(self, wav: Path, profile: Path | None = None) -> None:
+    def __init__(self, wav: Path, profile: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        """``extra_args``: more Chromium switches, e.g. ``--ignore-certificate-errors`` for a
+        self-signed test server or ``--host-resolver-rules=MAP lan.test 127.0.0.1``."""
         if CHROMIUM is None:
             raise RuntimeError("Debian's chromium is not installed: apt-get install chromium")
         self.wav = Path(wav)
@@ -73,6 +75,7 @@ class HeadlessChromium:
         self.profile = Path(profile) if profile is not None else Path(self._tmp.name)
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.extra_args = tuple(extra_args)
 
     async def __aenter__(self) -> "HeadlessChromium":
         args = [
@@ -80,7 +83,7 @@ class HeadlessChromium:
             "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={self.wav}",
             "--allow-loopback-in-peer-connection", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--window-size=1100,800",
-            f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank",
+            f"--user-data-dir={self.profile}", "--remote-debugging-port=0", *self.extra_args, "about:blank",
         ]
         # Popen returns at once (nothing here waits on the process)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # noqa: ASYNC220
