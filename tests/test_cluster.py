@@ -72,9 +72,8 @@ def cluster():
 
     from realtime_sda.cluster import WorkerSpec, start_workers
     from realtime_sda.server import Limits
-    from testsupport.loopback_client import audio_responsive_model
-
     from realtime_sda.server.peer import restrict_ice_to
+    from testsupport.loopback_client import audio_responsive_model
 
     undo_ice = restrict_ice_to(["127.0.0.1"])  # the viewers here: aioice never offers loopback itself
     local = LocalCluster(nodes=2)
