@@ -145,13 +145,37 @@ async def huge_photo(port: int, token: str, k: int) -> list[str]:
     return await _messages(port, token, [huge_flat_png(100 + k)], timeout=300)
 
 
+async def push_flood(port: int, token: str, k: int) -> list[str]:
+    """One /push connection sending 10 s of 16 kHz audio as ten 1 s messages at once; what
+    the server answered (nothing while it queues: 'queued'), or 'busy' for a second pusher."""
+    import numpy as np
+    from websockets.asyncio.client import connect
+
+    pcm = (0.2 * np.random.default_rng(k).standard_normal(16000) * 32767).astype("<i2").tobytes()
+    answers = []
+    async with connect(f"ws://127.0.0.1:{port}/push?token={token}", open_timeout=30) as ws:
+        await ws.send(json.dumps({"rate": 16000, "channels": 1}))
+        for _ in range(10):
+            try:
+                await ws.send(pcm)
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 0.05))
+                answers.append(reply["code"])
+                if reply["code"] == "busy":
+                    break
+            except asyncio.TimeoutError:
+                answers.append("queued")
+    return answers
+
+
 CASES: dict[str, Callable[[int, str, int], Awaitable[list[Any]]]] = {
     f.__name__: f for f in (surrogate_token, missing_token, unhashable_fields, duplicate_mid, long_path_component,
-                            bad_origin, duplicate_host, long_url, small_photo, huge_photo)
+                            bad_origin, duplicate_host, long_url, small_photo, huge_photo, push_flood)
 }
 
 
-async def _run(port: int, case: str, token: str, count: int, parallel: int) -> dict[str, Any]:
+async def _run(port: int, case: str, token: str, count: int, parallel: int, seconds: float | None = None) -> dict[str, Any]:
+    """``count`` attempts, ``parallel`` at once; with ``seconds``, ``parallel`` clients each
+    repeating the case until that much time has passed."""
     fn = CASES[case]
     answers: list[Any] = []
     errors: list[str] = []
@@ -163,17 +187,27 @@ async def _run(port: int, case: str, token: str, count: int, parallel: int) -> d
         except Exception as exc:  # reported, not raised: the caller asserts on it
             errors.append(f"{type(exc).__name__}: {exc}"[:200])
 
-    for start in range(0, count, parallel):
-        await asyncio.gather(*(attempt(k) for k in range(start, min(count, start + parallel))))
+    async def repeat(worker: int) -> None:
+        k = worker
+        while time.monotonic() - t0 < (seconds or 0.0):
+            await attempt(k)
+            k += parallel
+
+    if seconds is not None:
+        await asyncio.gather(*(repeat(w) for w in range(parallel)))
+    else:
+        for start in range(0, count, parallel):
+            await asyncio.gather(*(attempt(k) for k in range(start, min(count, start + parallel))))
     return {"case": case, "answers": answers, "errors": errors, "seconds": time.monotonic() - t0}
 
 
 async def run_case(port: int, case: str, token: str = "", count: int = 1, parallel: int = 1,
-                   timeout: float = 300.0) -> dict[str, Any]:
+                   timeout: float = 300.0, seconds: float | None = None) -> dict[str, Any]:
     """Run ``case`` in a new process against 127.0.0.1:``port``; its JSON result."""
+    more = ["--seconds", str(seconds)] if seconds is not None else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "testsupport.hostile", str(port), case, "--token", token,
-        "--count", str(count), "--parallel", str(parallel), cwd=str(REPO),
+        "--count", str(count), "--parallel", str(parallel), *more, cwd=str(REPO),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     if proc.returncode != 0:
@@ -188,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default="")
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=None, help="repeat for this long (instead of --count)")
     args = p.parse_args(argv)
-    print(json.dumps(asyncio.run(_run(args.port, args.case, args.token, args.count, args.parallel))))
+    print(json.dumps(asyncio.run(_run(args.port, args.case, args.token, args.count, args.parallel, args.seconds))))
     return 0
 
 
