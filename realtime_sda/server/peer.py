@@ -80,7 +80,7 @@ def _immediate_buffer_class() -> Any:
     if _immediate_class is None:
         jb = require("aiortc.jitterbuffer", "server", "The WebRTC server")
 
-        class ImmediateAudioBuffer(jb.JitterBuffer):  # type: ignore[misc, name-defined]
+        class ImmediateAudioBuffer(jb.JitterBuffer):  # type: ignore[name-defined]
             def _remove_frame(self, sequence_number: int) -> Any:
                 packet = self._packets[self._origin % self._capacity]
                 if packet is None:  # the next packet in sequence is missing: wait for it

@@ -4,10 +4,11 @@
 Both tracks map the master clock (model-rate audio samples, ``VideoFrame.pts * time_base``)
 to the wall clock through one :class:`~.playout.PlayoutClock` (which makes the playout
 decisions), so a frame and its own audio period are sent at the same moment with timestamps
-from the same master time: the browser's RTCP-based lip sync then plays them together. Frames wait in a small bounded queue (drop-oldest); a frame
-that is late while a newer one waits is dropped, never delayed (when even the newest is
-late the playout clock slips, and it catches up again once frames come early). Audio is
-gap-free: periods that did not arrive in time are sent as silence.
+from the same master time: the browser's RTCP-based lip sync then plays them together.
+Frames wait in a small bounded queue (drop-oldest); a frame that is late while a newer one
+waits is dropped, never delayed (when even the newest is late the playout clock slips, and
+it catches up again once frames come early). Audio is gap-free: periods that did not arrive
+in time are sent as silence.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import time
 from collections import deque
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,8 +28,12 @@ from .playout import DEFAULT_MARGIN_S, PlayoutClock
 av = require("av", "server", "The WebRTC server")
 soxr = require("soxr", "server", "The WebRTC server")
 _mediastreams = require("aiortc.mediastreams", "server", "The WebRTC server")
-MediaStreamTrack = _mediastreams.MediaStreamTrack
-MediaStreamError = _mediastreams.MediaStreamError
+if TYPE_CHECKING:  # the names as types (at run time they come through require, with its message)
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+    from av import AudioFrame, VideoFrame
+else:
+    MediaStreamTrack = _mediastreams.MediaStreamTrack
+    MediaStreamError = _mediastreams.MediaStreamError
 
 __all__ = ["PlayoutClock", "ViewerFeed", "AvatarVideoTrack", "AvatarAudioTrack", "OUT_AUDIO_RATE", "VIDEO_CLOCK", "make_tracks"]
 
@@ -121,7 +126,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self.last_index = -1  # master index of the last frame sent
         self._last_pts = -1
 
-    async def recv(self) -> "av.VideoFrame":
+    async def recv(self) -> "VideoFrame":
         clock = self.feed.clock
         while True:
             item = await self.feed.next_video()
@@ -216,7 +221,7 @@ class AvatarAudioTrack(MediaStreamTrack):
                 found = True
         return out, found
 
-    async def recv(self) -> "av.AudioFrame":
+    async def recv(self) -> "AudioFrame":
         clock = self.feed.clock
         if self.readyState != "live" or self.feed.closed:
             self.stop()
