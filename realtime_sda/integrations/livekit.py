@@ -31,7 +31,7 @@ rtc = require("livekit.rtc", "livekit", "The LiveKit Agents avatar")
 AudioSegmentEnd = _avatar.AudioSegmentEnd
 VideoGenerator = _avatar.VideoGenerator
 
-__all__ = ["SDAVideoGenerator", "avatar_options"]
+__all__ = ["SDAVideoGenerator", "avatar_options", "start_in_process"]
 
 
 class SDAVideoGenerator(VideoGenerator):  # type: ignore[misc, valid-type]
@@ -121,3 +121,17 @@ def avatar_options(generator: SDAVideoGenerator) -> Any:
     fmt = generator.format
     return _avatar.AvatarOptions(video_width=fmt.width, video_height=fmt.height, video_fps=fmt.fps,
                                  audio_sample_rate=fmt.sample_rate, audio_channels=fmt.channels)
+
+
+async def start_in_process(agent_session: Any, room: Any, avatar_session: Any, **format_args: Any) -> Any:
+    """Publish the avatar into ``room`` from the agent's own process, as the bitHuman plugin
+    does: the agent's speech goes to a ``QueueAudioOutput`` that an ``AvatarRunner`` reads
+    into an :class:`SDAVideoGenerator` (``format_args``: its ``width``, ``height``, ``fps``,
+    ``sample_rate``, ``channels``). Call before ``agent_session.start``; returns the runner
+    (``await runner.aclose()`` at the end)."""
+    gen = SDAVideoGenerator(avatar_session, **format_args)
+    audio = _avatar.QueueAudioOutput(sample_rate=gen.format.sample_rate)
+    runner = _avatar.AvatarRunner(room, audio_recv=audio, video_gen=gen, options=avatar_options(gen))
+    await runner.start()
+    agent_session.output.audio = audio
+    return runner
