@@ -24,6 +24,7 @@ import torch
 
 from .checkpoints.loading import load_model, resolve_device
 from .checkpoints.registry import default_model_name
+from .core.engine import default_inference_dtype
 from .core.noise import NoiseSource
 from .errors import RealtimeSDAError
 from .media.audio import RatedAudio, audio_rate_of, load_audio, to_int16, window_segments
@@ -73,7 +74,9 @@ class VideoAnimator:
     default), else ``"default"`` (the model this project ships), as for
     :func:`get_audio_feature_extractor`. ``gpu``: CUDA device index, -1 for CPU (the original's meaning), ``None`` for CUDA
     when present; ``device`` (e.g. ``"cuda:1"``) wins when given. ``chunk_frames``: frames
-    generated per step.
+    generated per step. ``precision``: ``"float32"`` (default), ``"bfloat16"`` or
+    ``"auto"`` (bfloat16 where the CPU computes it natively: about 2x faster there, frames
+    within about one uint8 level of float32's).
     """
 
     def __init__(
@@ -82,11 +85,17 @@ class VideoAnimator:
         gpu: int | None = -1,
         device: str | torch.device | None = None,
         chunk_frames: int = 16,
+        precision: str | None = None,
     ) -> None:
         if int(chunk_frames) < 1:
             raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
         self.device = resolve_device(device, gpu)
+        dtype = default_inference_dtype(self.device, precision)  # a bad precision fails before loading
         self.model = load_model(default_model_name() if model_path is None else model_path, device=self.device)
+        self.model.set_inference_dtype(dtype)
+        #: the generator's dtype (``precision``: float32, bfloat16 or auto; see
+        #: :func:`~realtime_sda.core.engine.default_inference_dtype`)
+        self.dtype = dtype
         cfg = self.model.config
         self.config = cfg
         self.img_size = cfg.img_size

@@ -212,3 +212,21 @@ def resolve_default_rate() -> int:
     from realtime_sda import load_model
 
     return load_model("default").config.audio_rate
+
+
+def test_precision_bfloat16_is_within_a_level_of_float32(grid_checkpoint_legacy):
+    """``precision="bfloat16"`` (what ``auto`` picks on a CPU with native bfloat16) gives frames
+    within about one uint8 level of float32's; a bad precision is one clear error."""
+    rng = np.random.default_rng(0)
+    still = rng.integers(0, 256, (128, 96, 3), dtype=np.uint8)
+    audio = (rng.standard_normal(16000) * 3000).astype(np.int16)
+    fp32 = VideoAnimator(grid_checkpoint_legacy, gpu=-1)
+    bf16 = VideoAnimator(grid_checkpoint_legacy, gpu=-1, precision="bfloat16")
+    assert fp32.dtype == torch.float32 and bf16.dtype == torch.bfloat16
+    a, _ = fp32(still, audio, fs=16000, aligned=True, seed=1)
+    b, _ = bf16(still, audio, fs=16000, aligned=True, seed=1)
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert a.std() > 2 and diff.mean() < 1.0 and diff.max() <= 8, (diff.mean(), diff.max())
+    assert VideoAnimator(grid_checkpoint_legacy, gpu=-1, precision="auto").dtype in (torch.float32, torch.bfloat16)
+    with pytest.raises(ValueError, match="use float32, bfloat16 or auto"):
+        VideoAnimator(grid_checkpoint_legacy, gpu=-1, precision="half")

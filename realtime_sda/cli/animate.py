@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present, else cpu)")
     add_photo_options(p)
     p.add_argument("--seed", type=int, default=None, help="noise seed (same seed, same video)")
+    p.add_argument("--precision", choices=["float32", "bfloat16", "auto"], default=None,
+                   help="the generator's arithmetic: float32 (default), bfloat16, or auto (bfloat16 where the "
+                        "CPU computes it natively: about 2x faster, frames within about one level of float32's)")
     p.add_argument("--scale", type=float, default=None, help="enlarge the frames in the mp4 by this factor")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -92,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.audio is None) == (args.text is None):
         raise RealtimeSDAError("give exactly one of AUDIO (a speech file) or --text \"what to say\"")
     options = photo_options(args)
-    animator = VideoAnimator(model_path=args.model or default_model(), gpu=None, device=args.device)
+    animator = VideoAnimator(model_path=args.model or default_model(), gpu=None, device=args.device,
+                             precision=args.precision)
     if args.aligned:
         from ..media.face import aligned_crop_doubt
 

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--avatar", default=None, help="face image (default: the bundled avatar)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same video (default 0)")
+    p.add_argument("--precision", choices=["float32", "bfloat16", "auto"], default=None,
+                   help="the generator's arithmetic: float32 (default), bfloat16, or auto (bfloat16 where the "
+                        "CPU computes it natively: about 2x faster, frames within about one level of float32's)")
     p.add_argument("--scale", type=float, default=None, help="enlarge the frames in the mp4")
     p.add_argument("--crop", action="store_true",
                    help="output the model's aligned face crop instead of the whole (bundled or --avatar) photo")
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..media.video import even_size
 
     avatar = Path(args.avatar) if args.avatar else default_avatar_path()
-    animator = VideoAnimator(model_path=args.model, gpu=None, device=args.device)  # CUDA when present
+    animator = VideoAnimator(model_path=args.model, gpu=None, device=args.device, precision=args.precision)  # CUDA when present
     with tempfile.TemporaryDirectory(prefix="realtime-sda-demo-") as tmp:
         wav = synthesize_speech(args.text, Path(tmp) / "speech.wav", voice=args.voice)
         if args.crop:

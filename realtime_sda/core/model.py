@@ -11,7 +11,7 @@ from torch import nn
 
 from ..checkpoints.format import write_checkpoint
 from .config import SDAConfig
-from .engine import FoldedModel
+from .engine import FoldedModel, default_inference_dtype
 from .nn import ContentEncoder, FrameGenerator, IdentityEncoder
 from .state import IdentityContext, StreamState
 
@@ -33,7 +33,7 @@ class SDAModel(nn.Module):
         self.encoder_id = IdentityEncoder(config)
         self.generator = FrameGenerator(config)
         self._engine: FoldedModel | None = None
-        self._engine_dtype = torch.float32
+        self._engine_dtype: torch.dtype | None = None  # None: default_inference_dtype
         #: Extra values from the checkpoint file (e.g. the training config), kept as loaded.
         self.extra: dict[str, Any] = {}
         self.source: Path | None = None
@@ -44,13 +44,15 @@ class SDAModel(nn.Module):
         if self._engine is None:
             if self.training:
                 raise RuntimeError("call model.eval() before inference (BatchNorm must use running statistics)")
-            self._engine = FoldedModel(
-                self.config, self.encoder, self.encoder_id, self.generator, dtype=self._engine_dtype
-            )
+            dtype = self._engine_dtype
+            if dtype is None:
+                dtype = default_inference_dtype(next(self.parameters()).device)
+            self._engine = FoldedModel(self.config, self.encoder, self.encoder_id, self.generator, dtype=dtype)
         return self._engine
 
-    def set_inference_dtype(self, dtype: torch.dtype) -> "SDAModel":
-        """Run the generator's convolutions in ``dtype`` (float32 or bfloat16)."""
+    def set_inference_dtype(self, dtype: torch.dtype | None) -> "SDAModel":
+        """Run the generator's convolutions in ``dtype`` (float32 or bfloat16; None: the
+        default, :func:`~.engine.default_inference_dtype`)."""
         self._engine_dtype = dtype
         self._engine = None
         return self
