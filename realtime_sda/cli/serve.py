@@ -46,10 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action="store_true", help="run the generator in bfloat16 (on CPUs with AVX-512 BF16 "
                    "or AMX about twice as fast, so less latency and more sessions)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
+    # cluster mode (issue 15): realtime_sda.cluster.launch does the rest
+    p.add_argument("--cluster", default=None, metavar="auto|ADDRESS",
+                   help="run the avatar workers on a Ray cluster (the cluster extra): auto (the one started "
+                        "on this machine with 'ray start') or its address; this process is a front door")
+    p.add_argument("--worker-cpus", type=int, default=1, metavar="N",
+                   help="with --cluster: CPU cores per avatar worker on nodes without a GPU (default 1)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "cluster", None):
+        from ..cluster.launch import run_cli
+
+        return run_cli(args)
     import asyncio
     import logging
     from pathlib import Path
