@@ -47,7 +47,8 @@ source's schedule then moves earlier whenever audio arrives less delayed than ev
   afterwards). ``None`` disables it.
 
 - Interrupt (``interrupt()``): queued audio is dropped and the next frame's window is
-  silence, so its sound is silent and the mouth closes within the look-ahead; the session
+  silence, so its sound is silent, and the model's content memory is set back to its latest
+  settled silence (:mod:`.idle`), so the mouth is at rest from that frame on; the session
   then idles (``pause_audio()``: silence at once when due, no grace wait, no frozen frame)
   until the next push, which starts at that frame's own period. Text: ``say()`` (:mod:`.say`).
 
@@ -75,6 +76,7 @@ from ..core.state import StreamState
 from ..errors import AudioDecodeError, RealtimeSDAError
 from .clock import Clock
 from .frames import VideoFrame
+from .idle import IdleMemory
 from .livewall import WallClockKeeper
 from .options import SessionOptions, StreamOptionError
 from .queues import EndOfStream, FrameQueue
@@ -188,6 +190,7 @@ class AvatarSession:
         self._paused = False
         self._speaker: Speaker | None = None  # made by say() / speaker()
         self.interrupts = 0
+        self._idle = IdleMemory()  # the model's resting state, put back by interrupt()
 
     @property
     def _t0(self) -> float:
@@ -377,8 +380,10 @@ class AvatarSession:
 
     def interrupt(self) -> float:
         """Stop speaking now (any thread): audio queued beyond the next frame is dropped,
-        the next frame hears silence (the mouth closes within the look-ahead) and its sound
-        is silence; pending ``say`` texts are dropped too. Returns the seconds dropped."""
+        the next frame hears silence and its sound is silence, and the model's memory of
+        the speech is set back to rest (:mod:`.idle`: the mouth closes at that frame, once
+        the session has idled before); pending ``say`` texts are dropped too. Returns the
+        seconds dropped."""
         if self._speaker is not None:
             self._speaker.drop_pending()
         with self._push_lock, self._lock:
@@ -396,6 +401,7 @@ class AvatarSession:
             cfg = self.config
             self._resampler = StreamResampler(cfg.audio_rate, self._resampler.quality)
             self._paused = True
+            self._idle.arm()  # the mouth returns to rest at the next frame, not over ten
             self.interrupts += 1
         self._link.wake()
         return max(dropped, 0) / self.config.audio_rate
@@ -556,6 +562,8 @@ class AvatarSession:
             while len(arrivals) > 1 and arrivals[0][0] < need:
                 arrivals.popleft()
             arrival = arrivals[0][1] if arrivals else self.clock.now()
+            if self._idle.armed:
+                self.state = self._idle.restore(self.state)
         if index > self._noise_pos:  # frames skipped by a catch-up keep their noise unused
             self._noise.next(index - self._noise_pos)
         self._noise_pos = index + 1
@@ -583,6 +591,7 @@ class AvatarSession:
             if self.closed:
                 return
             self.state = state
+            self._idle.observe(window, state)
             self.frames_emitted += 1
             subs = list(self._subscribers)
         self.stats.frame(ready, frame.latency_s)
