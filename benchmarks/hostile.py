@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from collections import Counter
@@ -45,6 +46,12 @@ MIN_FPS_SHARE = 0.85  # of the video rate
 MAX_GAP_S = 0.5  # the hostile test's bound
 
 
+def _cpu_s() -> float:
+    """CPU seconds this process (server and viewer) has used."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -54,7 +61,10 @@ def _rss_mb() -> float:
 
 
 async def _level(srv: AvatarServer, viewer: LoopbackViewer, kind: str, clients: int, window: float,
-                 rate: float) -> dict[str, Any]:
+                 rate: float, base_cpu: float = 0.0) -> dict[str, Any]:
+    """One level: ``clients`` of ``kind`` for ``window`` s. ``base_cpu``: the process's CPU
+    seconds per second without hostile clients (the viewer's session), subtracted to give
+    the server's CPU cost per answered attempt."""
     lags: list[float] = []
 
     async def monitor() -> None:
@@ -64,7 +74,7 @@ async def _level(srv: AvatarServer, viewer: LoopbackViewer, kind: str, clients: 
             lags.append(time.monotonic() - t - 0.01)
 
     task = asyncio.get_running_loop().create_task(monitor(), name="bench-monitor")
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), _cpu_s()
     rss0 = _rss_mb()
     try:
         result = await run_case(srv.port, kind, TOKEN, parallel=clients, seconds=window, timeout=window + 300)
@@ -72,7 +82,7 @@ async def _level(srv: AvatarServer, viewer: LoopbackViewer, kind: str, clients: 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    t1 = time.monotonic()
+    t1, cpu1 = time.monotonic(), _cpu_s()
     times = np.asarray([t for t in viewer.video.times if t0 + 1.0 <= t <= t0 + window])  # after the clients start
     fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
     gap = float(np.diff(np.concatenate([[t0 + 1.0], times, [min(t1, t0 + window)]])).max())
@@ -81,6 +91,8 @@ async def _level(srv: AvatarServer, viewer: LoopbackViewer, kind: str, clients: 
         "clients": clients, "fps": round(fps, 2), "longest_gap_ms": round(1000 * gap),
         "loop_lag_max_ms": round(1000 * max(lags, default=0)),
         "attempts_answered": sum(answers.values()), "answers": dict(answers), "client_errors": len(result["errors"]),
+        "cpu_s_per_s": round((cpu1 - cpu0) / (t1 - t0), 3),
+        "server_cpu_ms_per_answer": round(1000 * (cpu1 - cpu0 - base_cpu * (t1 - t0)) / max(1, sum(answers.values())), 2),
         "rss_mb": [round(rss0), round(_rss_mb())], "seconds": round(t1 - t0, 1),
     }
     level["keeps_real_time"] = bool(fps >= MIN_FPS_SHARE * rate and gap <= MAX_GAP_S)
@@ -106,14 +118,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await viewer.wait_frames(25, timeout=30)
             quiet = await _level(srv, viewer, "missing_token", 1, args.window, rate)  # a baseline: one idle-ish client
             out["baseline"] = quiet
-            print(f"baseline: {quiet['fps']} fps, longest gap {quiet['longest_gap_ms']} ms", flush=True)
+            base_cpu = quiet["cpu_s_per_s"]
+            print(f"baseline: {quiet['fps']} fps, longest gap {quiet['longest_gap_ms']} ms, "
+                  f"{base_cpu:.2f} CPU s/s", flush=True)
             for kind in args.kinds:
                 levels = []
                 for clients in args.levels:
-                    level = await _level(srv, viewer, kind, clients, args.window, rate)
+                    level = await _level(srv, viewer, kind, clients, args.window, rate, base_cpu)
                     levels.append(level)
                     print(f"{kind:18s} x{clients:3d}: {level['fps']:5.1f} fps, gap {level['longest_gap_ms']:4d} ms, "
                           f"loop lag {level['loop_lag_max_ms']:4d} ms, {level['attempts_answered']} answers "
+                          f"({level['server_cpu_ms_per_answer']} ms CPU each) "
                           f"{level['answers']}, keeps real time: {level['keeps_real_time']}", flush=True)
                     if not level["keeps_real_time"]:
                         break
@@ -135,7 +150,9 @@ if __name__ == "__main__":
     result.update({
         "what": "hostile clients of each kind (another process, loopback) a server holds while one aiortc viewer keeps "
                 f"real time (>= {MIN_FPS_SHARE:.0%} of the video rate, no gap over {1000 * MAX_GAP_S:.0f} ms); tiny "
-                "random model; the server and the viewer share one process",
+                "random model; the server and the viewer share one process; the hostile clients' own process runs on "
+                "the same CPU (on 2 cores it takes one of them); server_cpu_ms_per_answer: the process's CPU over its "
+                "baseline rate, per answered attempt",
         "window_s": args.window, "levels": args.levels, "cpu_count": os.cpu_count(),
         "load_avg_before_after": [load0, list(os.getloadavg())],
         "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
