@@ -55,6 +55,7 @@ function connectSignaling() {
       if (msg.type === "error" && !sda.ready) resolve(false);
     };
     ws.onclose = (ev) => {
+      if (window.sdaClusterResume && window.sdaClusterResume(ws, ev, opened)) return; // cluster block below
       $("state").textContent = "not connected";
       $("start").disabled = true;
       $("stop").disabled = true;
@@ -296,4 +297,60 @@ connectSignaling();
       status.textContent = `Interrupted (${r.dropped_s} s of speech dropped).`;
     } catch (e) { status.textContent = `Could not interrupt: ${e.message}`; }
   });
+})();
+
+// ---- cluster mode (serve --cluster): a lost worker, a lost front door ------------------------
+// The front door tells the page its session ("session": id, worker). When that worker is lost
+// ("worker_lost") the front door has already placed the page on another worker, whose "ready"
+// follows: the page starts its media again there on its own (the same photo, if one was sent).
+// When the signaling socket drops while the media plays (a front door died) the media goes on:
+// the page reconnects to any front door with ?resume=ID and keeps its session.
+(() => {
+  const cluster = { session: null, worker: null, rejoin: false, resuming: 0, lost: 0, resumed: 0 };
+  sda.cluster = cluster;
+  const handleMessage = onServerMessage;
+  const plainUrl = wsUrl;
+  wsUrl = () => { // eslint-disable-line no-func-assign
+    const url = plainUrl();
+    if (!cluster.resuming || !cluster.session) return url;
+    return url + (url.includes("?") ? "&" : "?") + `resume=${encodeURIComponent(cluster.session)}`;
+  };
+  async function rejoin() {
+    const file = $("photo").files && $("photo").files[0];
+    if (file && sda.ws) sda.ws.send(await file.arrayBuffer());
+    await start();
+  }
+  onServerMessage = (msg) => { // eslint-disable-line no-func-assign
+    if (msg.type === "session") {
+      const wasResuming = cluster.resuming > 0;
+      cluster.resuming = 0;
+      if (wasResuming && msg.resumed) { cluster.resumed += 1; $("state").textContent = "connected"; return; }
+      if (wasResuming) { cluster.rejoin = true; stopMedia(); } // the session was gone: start anew
+      cluster.session = msg.id;
+      cluster.worker = msg.worker;
+      return;
+    }
+    if (msg.type === "error" && msg.code === "worker_lost") {
+      cluster.lost += 1;
+      cluster.rejoin = Boolean(sda.pc);
+      stopMedia();
+      say("The avatar's server was lost: reconnecting to another one...", true);
+      return;
+    }
+    handleMessage(msg);
+    if (msg.type === "ready" && cluster.rejoin) {
+      cluster.rejoin = false;
+      rejoin().catch((e) => say(`Could not reconnect: ${e.message || e}`, true));
+    }
+  };
+  // the signaling socket closed: while media plays in a cluster session, resume it (5 tries)
+  window.sdaClusterResume = (ws, ev, opened) => {
+    if (!cluster.session || !sda.pc || ev.code === 1000 || ev.code === 1008 || ev.code === 1013) return false;
+    if (cluster.resuming >= 5) { cluster.resuming = 0; return false; }
+    cluster.resuming += 1;
+    if (sda.ws === ws) sda.ws = null;
+    $("state").textContent = "reconnecting signaling";
+    setTimeout(() => connectSignaling(), opened ? 200 : 500 * cluster.resuming);
+    return true;
+  };
 })();
