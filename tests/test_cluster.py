@@ -441,6 +441,47 @@ def test_front_door_death_loses_no_session(cluster):
     assert len([t for t in frames if t > killed_at]) > 10 and max_gap(frames) < 1.0, np.round(np.diff(frames), 2)
 
 
+def test_page_in_chromium_reconnects_when_its_worker_dies(cluster, tmp_path):
+    """The page in headless Chromium through the front door: its avatar plays; its worker's
+    process is killed; the page is told, reconnects on its own to the other worker and plays
+    again (the killed worker is restarted by Ray)."""
+    from testsupport.chromium import CHROMIUM, HeadlessChromium
+    from testsupport.media import write_speech_like_wav
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (see .ci/install)")
+    wav = write_speech_like_wav(tmp_path / "speech.wav", seconds=6.0, rate=48000)
+    playing = "(() => { const v = document.getElementById('avatar'); return [v.currentTime, v.readyState]; })()"
+
+    async def main():
+        async with front_door() as door:
+            await settled(door)
+            async with HeadlessChromium(wav, tmp_path / "profile") as browser, \
+                    browser.page(f"http://127.0.0.1:{door.port}/") as cdp:
+                await cdp.wait_for("window.sda && window.sda.ready !== null", 30, "the page to connect")
+                await cdp.js("document.getElementById('start').click()")
+                await cdp.wait_for("document.getElementById('avatar').readyState >= 2", 40, "the avatar video")
+                first = await cdp.js("window.sda.cluster.worker")
+                killed_at = time.monotonic()
+                ray.kill(ray.get_actor(first, namespace="realtime-sda"), no_restart=False)
+                await cdp.wait_for("window.sda.cluster.lost === 1 && window.sda.pc && "
+                                   "window.sda.pc.connectionState === 'connected'", 30, "the page to reconnect")
+                await cdp.wait_for("document.getElementById('avatar').readyState >= 2", 30, "the video again")
+                back_at = time.monotonic()
+                t0 = await cdp.js(playing)
+                await asyncio.sleep(2.0)
+                t1 = await cdp.js(playing)
+                second = await cdp.js("window.sda.cluster.worker")
+                message = await cdp.js("document.getElementById('message').textContent")
+            return first, second, back_at - killed_at, t0, t1, message
+
+    first, second, took, t0, t1, message = asyncio.run(main())
+    print(f"page moved {first} -> {second} in {took:.2f} s; video time {t0} -> {t1}; message {message!r}")
+    assert second != first
+    assert t1[0] - t0[0] > 1.0, (t0, t1)  # playing again
+    assert took < 15.0
+
+
 def _printed_port(proc: Any, timeout: float) -> int:
     import re
 
