@@ -29,7 +29,7 @@ import pytest
 pytest.importorskip("aiortc")
 ray = pytest.importorskip("ray", reason="the cluster extra (pip install 'realtime-sda[cluster]') is not installed")
 
-from realtime_sda.cluster.netns import in_private_network, netns_argv, netns_unavailable  # noqa: E402
+from realtime_sda.cluster.netns import LocalCluster, in_private_network, netns_argv, netns_unavailable  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RELAUNCHED = os.environ.get("RSDA_CLUSTER_NETNS") == "1"  # never relaunch from a relaunched run
@@ -39,35 +39,6 @@ pytestmark = [pytest.mark.slow]
 
 
 # ---- the cluster ------------------------------------------------------------------------------
-class LocalCluster:
-    """A head without CPUs (no worker goes there) and ``nodes`` worker nodes of one CPU each."""
-
-    def __init__(self, nodes: int = 2) -> None:
-        from ray.cluster_utils import Cluster
-
-        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-        self.nodes = [self.cluster.add_node(num_cpus=1) for _ in range(nodes)]
-        ray.init(address=self.cluster.address, namespace="realtime-sda", logging_level="WARNING", log_to_driver=False)
-
-    @property
-    def address(self) -> str:
-        return str(self.cluster.address)
-
-    def kill_node(self, node_id: str) -> None:
-        found = [n for n in self.nodes if n.node_id == node_id]
-        assert found, f"no node {node_id} in this cluster"
-        node = found[0]
-        self.cluster.remove_node(node, allow_graceful=False)
-        self.nodes.remove(node)
-
-    def add_node(self) -> None:
-        self.nodes.append(self.cluster.add_node(num_cpus=1))
-
-    def shutdown(self) -> None:
-        ray.shutdown()
-        self.cluster.shutdown()
-
-
 @pytest.fixture(scope="module")
 def cluster():
     import torch

@@ -125,6 +125,8 @@ def run_cli(args: Any) -> int:
     ray_module()
     if args.max_sessions < 1:
         raise RealtimeSDAError(f"--max-sessions must be at least 1, got {args.max_sessions}")
+    if args.worker_cpus < 1:
+        raise RealtimeSDAError(f"--worker-cpus must be at least 1, got {args.worker_cpus}")
     limits = Limits(max_sessions=args.max_sessions, allowed_origins=frozenset(args.allow_origin))
     spec = WorkerSpec(
         model=args.model, device=args.device, bf16=args.bf16, avatar=args.avatar, aligned=args.aligned,
