@@ -60,6 +60,12 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _per_answer(excess_cpu_s: float, answers: int) -> float | None:
+    """ms of CPU per answered attempt over the baseline; None when within the viewer's own
+    variation (the excess came out negative)."""
+    return round(1000 * excess_cpu_s / max(1, answers), 2) if excess_cpu_s > 0 else None
+
+
 async def _level(srv: AvatarServer, viewer: LoopbackViewer, kind: str, clients: int, window: float,
                  rate: float, base_cpu: float = 0.0) -> dict[str, Any]:
     """One level: ``clients`` of ``kind`` for ``window`` s. ``base_cpu``: the process's CPU
@@ -92,7 +98,7 @@ async def _level(srv: AvatarServer, viewer: LoopbackViewer, kind: str, clients: 
         "loop_lag_max_ms": round(1000 * max(lags, default=0)),
         "attempts_answered": sum(answers.values()), "answers": dict(answers), "client_errors": len(result["errors"]),
         "cpu_s_per_s": round((cpu1 - cpu0) / (t1 - t0), 3),
-        "server_cpu_ms_per_answer": round(1000 * (cpu1 - cpu0 - base_cpu * (t1 - t0)) / max(1, sum(answers.values())), 2),
+        "server_cpu_ms_per_answer": _per_answer(cpu1 - cpu0 - base_cpu * (t1 - t0), sum(answers.values())),
         "rss_mb": [round(rss0), round(_rss_mb())], "seconds": round(t1 - t0, 1),
     }
     level["keeps_real_time"] = bool(fps >= MIN_FPS_SHARE * rate and gap <= MAX_GAP_S)
