@@ -86,6 +86,7 @@ class FrameHub:
         self._task: asyncio.Task[None] | None = None
         self.frames = 0
         self.last_latency_s = float("nan")
+        self.cut_index = -1  # frames before it were made before an interrupt: not sent
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.name}-fanout")
@@ -100,9 +101,18 @@ class FrameHub:
     def viewers(self) -> int:
         return len(self._feeds)
 
+    def interrupt(self, first_index: int) -> None:
+        """The session was interrupted: frames before ``first_index`` (the first one made
+        after it) are not sent, and every viewer drops what it holds (event-loop thread)."""
+        self.cut_index = int(first_index)
+        for feed in tuple(self._feeds):
+            feed.interrupt()
+
     async def _run(self) -> None:
         try:
             async for frame in self.session.frames():
+                if frame.index < self.cut_index:
+                    continue  # speech made before an interrupt, still in the session's queue
                 self.frames += 1
                 self.last_latency_s = float(frame.latency_s)
                 for feed in tuple(self._feeds):
@@ -255,8 +265,12 @@ class Broadcast:
         return self.session.say(text, voice=voice)
 
     def interrupt(self) -> float:
-        """Stop speaking now (texts and pushed audio); returns the seconds of audio dropped."""
-        return float(self.session.interrupt())
+        """Stop speaking now (texts and pushed audio), for the viewers too: what their
+        tracks hold is dropped, so they hear silence at the next packet. Returns the seconds
+        of audio dropped."""
+        dropped = float(self.session.interrupt())
+        self.hub.interrupt(self.session.next_index)
+        return dropped
 
     async def close(self, timeout: float = 5.0) -> None:
         if self.player is not None:

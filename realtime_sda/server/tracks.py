@@ -69,6 +69,7 @@ class ViewerFeed:
         self.active = False  # set by the first recv() of either track
         self.received = 0
         self.dropped_full = 0
+        self.cut = False  # interrupt(): the audio track drops the audio it already holds
 
     def put(self, frame: Any) -> None:
         """Queue one frame for both tracks (event-loop thread only). Frames made before the
@@ -83,6 +84,14 @@ class ViewerFeed:
         self.received += 1
         self._video_ready.set()
         self._audio_ready.set()
+
+    def interrupt(self) -> None:
+        """Drop every frame waiting to be sent, and (through ``cut``) the audio the audio
+        track already holds: an interrupted avatar goes silent at the next 20 ms packet, not
+        after the playout delay (event-loop thread only)."""
+        self.video.clear()
+        self.audio.clear()
+        self.cut = True
 
     def close(self) -> None:
         """End both tracks (their next ``recv`` raises MediaStreamError)."""
@@ -180,6 +189,10 @@ class AvatarAudioTrack(MediaStreamTrack):
         self.silent = 0
 
     def _ingest(self) -> None:
+        if self.feed.cut:  # interrupted: what was held is not to be heard
+            self.feed.cut = False
+            self._segments.clear()
+            self._resampler = None
         for frame in self.feed.pop_audio():
             rate = int(frame.audio_rate)
             pad, stride = int(frame.audio_pad), len(frame.audio)
