@@ -55,6 +55,12 @@ class FrontDoorConfig:
     poll_s: float = 0.5  # how often the workers' loads are read
     take_timeout_s: float = 5.0  # a long poll for a page's answers
     call_timeout_s: float = 3.0  # a worker that answers nothing this much longer is lost
+    heartbeat_s: float = 0.2  # how often each worker is pinged
+    #: a worker that does not answer a ping this long is taken for lost (Ray itself tells
+    #: about a killed node's actors only after about 2 s)
+    heartbeat_timeout_s: float = 1.0
+    tls_cert: Path | None = None  # PEM certificate (chain) and key: serve HTTPS/WSS, as serve does
+    tls_key: Path | None = None
 
 
 class FrontDoor:
@@ -75,6 +81,9 @@ class FrontDoor:
         self.place_ms: deque[float] = deque(maxlen=500)
         self._server: Any = None
         self._poller: asyncio.Task[None] | None = None
+        self._heart: asyncio.Task[None] | None = None
+        self._lost: dict[str, asyncio.Event] = {}  # set when a worker stops answering
+        self._answered: set[str] = set()  # workers that answered a ping (only those can miss one)
         self._handlers: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._ray = require("ray", "cluster", "Cluster mode (serve --cluster)")
@@ -84,9 +93,15 @@ class FrontDoor:
         ws_server = require("websockets.asyncio.server", "server", "The front door")
         await self.refresh(find=True)
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="frontdoor-poll")
+        self._heart = asyncio.get_running_loop().create_task(self._heartbeat(), name="frontdoor-heartbeat")
         limits = self.config.limits
+        tls = None
+        if self.config.tls_cert is not None:
+            from ..server.security import tls_context
+
+            tls = tls_context(self.config.tls_cert, self.config.tls_key)
         self._server = await ws_server.serve(
-            self._handle, self.config.host, self.config.port, process_request=self._process_request,
+            self._handle, self.config.host, self.config.port, process_request=self._process_request, ssl=tls,
             max_size=limits.max_message_bytes, max_queue=4, ping_interval=10, ping_timeout=10, close_timeout=2,
         )
         self.port = self._server.sockets[0].getsockname()[1]
@@ -96,8 +111,9 @@ class FrontDoor:
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop serving. Sessions stay on their workers (their pages may resume elsewhere)."""
         self._stopping = True
-        if self._poller is not None:
-            self._poller.cancel()
+        for task in (self._poller, self._heart):
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -122,6 +138,32 @@ class FrontDoor:
             with contextlib.suppress(Exception):
                 await self.refresh(find=n % 10 == 0)
 
+    async def _heartbeat(self) -> None:
+        """Ping every worker; one that misses a ping is lost: its pages move at once."""
+        period, limit = self.config.heartbeat_s, self.config.heartbeat_timeout_s
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            names = [n for n, w in self.loads.items() if w.ready]
+            answers = await asyncio.gather(*(self._call(self.workers[n].ping.remote(), limit) for n in names))
+            lagged = loop.time() - t > limit + 0.5  # this loop itself stalled: no verdict
+            for name, answer in zip(names, answers):
+                if isinstance(answer, str):
+                    self._answered.add(name)  # armed: it answered since it was (re)started
+                elif not lagged and name in self._answered:
+                    self._answered.discard(name)
+                    log.warning("%s missed a heartbeat (%s): its pages move", name, type(answer).__name__)
+                    self._mark(name, ready=False)
+                    self.lost_event(name).set()
+            await asyncio.sleep(max(0.0, period - (loop.time() - t)))
+
+    def lost_event(self, name: str) -> asyncio.Event:
+        """Set once worker ``name`` is taken for lost (a new one after it is ready again)."""
+        event = self._lost.get(name)
+        if event is None:
+            event = self._lost[name] = asyncio.Event()
+        return event
+
     async def refresh(self, find: bool = False) -> dict[str, WorkerLoad]:
         """Read every worker's load now (and look for new workers when ``find``)."""
         if find or not self.workers:
@@ -129,6 +171,9 @@ class FrontDoor:
         reports = await asyncio.gather(*(self._call(h.load.remote()) for h in self.workers.values()))
         self.loads = {name: WorkerLoad.from_report(name, r if isinstance(r, dict) else {})
                       for name, r in zip(self.workers, reports)}
+        for name, load in self.loads.items():
+            if load.ready and self.lost_event(name).is_set():
+                self._lost[name] = asyncio.Event()  # back (restarted): watched afresh
         return self.loads
 
     async def _call(self, ref: Any, timeout: float | None = None) -> Any:
@@ -259,7 +304,7 @@ class FrontDoor:
                         return
                 name, handle, cid, node = placed
                 await ws.send(encode("session", id=cid, worker=name, node=node, resumed=bool(resume)))
-                outcome = await self._relay(ws, handle, cid)
+                outcome = await self._relay(ws, name, handle, cid)
                 if outcome != "lost":
                     return
                 self.counts["lost"] += 1
@@ -286,9 +331,9 @@ class FrontDoor:
             await ws.send(error_message("no_broadcast", "this cluster runs no broadcast: start it with --broadcast"))
             await ws.close(1008, "no broadcast")
             return
-        await self._relay(ws, handle, cid)
+        await self._relay(ws, name, handle, cid)
 
-    async def _relay(self, ws: Any, handle: Any, cid: str) -> str:
+    async def _relay(self, ws: Any, name: str, handle: Any, cid: str) -> str:
         """Move messages between the page and its channel until one side ends: "page" (the
         page left: its session is released), "closed" (the worker ended it) or "lost"."""
         cfg = self.config
@@ -318,7 +363,12 @@ class FrontDoor:
             except Exception:  # the page's socket failed
                 return "page"
 
-        tasks = [asyncio.ensure_future(guarded(up())), asyncio.ensure_future(guarded(down()))]
+        async def watch(lost_event: asyncio.Event) -> str:
+            await lost_event.wait()
+            return "lost"
+
+        tasks = [asyncio.ensure_future(guarded(up())), asyncio.ensure_future(guarded(down())),
+                 asyncio.ensure_future(watch(self.lost_event(name)))]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -329,6 +379,8 @@ class FrontDoor:
         # the page left (not this front door stopping): the worker releases the session
         if outcome == "page" and (not self._stopping or getattr(ws.protocol, "close_rcvd_then_sent", False)):
             handle.hang_up.remote(cid)  # fire and forget
+        elif outcome == "lost":
+            handle.hang_up.remote(cid)  # in case it was only slow: it releases the session
         elif outcome == "closed":
             with contextlib.suppress(Exception):
                 await ws.close(1000)

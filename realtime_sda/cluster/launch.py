@@ -138,12 +138,17 @@ def run_cli(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     connect(args.cluster)
     workers = start_workers(spec, args.worker_cpus)
-    config = FrontDoorConfig(host=args.host, port=args.port, token=args.token, limits=limits)
+    from pathlib import Path
+
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    config = FrontDoorConfig(host=args.host, port=args.port, token=args.token, limits=limits,
+                             tls_cert=Path(cert) if cert else None, tls_key=Path(key) if key else None)
 
     async def main() -> None:
         async with FrontDoor(config) as door:
             query = f"?token={args.token}" if args.token else ""
-            print(f"realtime-sda: {len(workers)} avatar workers; open http://{args.host}:{door.port}/{query} "
+            scheme = "https" if config.tls_cert is not None else "http"
+            print(f"realtime-sda: {len(workers)} avatar workers; open {scheme}://{args.host}:{door.port}/{query} "
                   f"(cluster state: /status; Ctrl-C stops this front door, the workers stay)", flush=True)
             await asyncio.Event().wait()
 

@@ -165,8 +165,9 @@ class AvatarWorker:
             return None
         import numpy as np
 
-        h, w = self.model.config.img_size
-        crop = np.full((h, w, 3), 128, np.uint8)
+        # the aligned face itself stands for a crop the model drew (its landmarks are found)
+        still = avatar.still.detach().cpu().float()[0].permute(1, 2, 0).numpy()
+        crop = np.ascontiguousarray(((still + 1.0) * 127.5).clip(0, 255).astype(np.uint8))
         return lambda: avatar.renderer(crop)
 
     def _time_steps(self) -> None:
