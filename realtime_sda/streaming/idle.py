@@ -12,9 +12,14 @@ Not thread-safe on its own: the session calls it under its lock.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..core.state import StreamState
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["IdleMemory"]
 
@@ -25,7 +30,7 @@ class IdleMemory:
     def __init__(self, settle: int = 12) -> None:
         self.settle = int(settle)
         self.silent_run = 0  # consecutive frames whose whole window was silence
-        self.content = None  # content_h of the latest settled silence (a copy)
+        self.content: torch.Tensor | None = None  # content_h of the latest settled silence (a copy)
         self.armed = False
         self.restored = 0
 
