@@ -114,3 +114,46 @@ def test_serve_margin_default_and_range_come_from_playout():
     args = build_parser().parse_args(["serve"])
     assert args.playout_margin_ms == 1000 * DEFAULT_MARGIN_S
     assert cli_main(["serve", "--playout-margin-ms", str(1000 * MAX_MARGIN_S + 1)]) == 1
+
+
+def test_serve_log_has_sessions_not_ice_chatter(tiny_checkpoint):
+    """``serve``'s log: one line per session opened and closed (with its figures), and none
+    of aioice's per-candidate INFO lines (``--verbose`` keeps those)."""
+    import numpy as np
+
+    from testsupport.loopback_client import LoopbackViewer
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realtime_sda", "serve", "--model", str(tiny_checkpoint), "--port", "0", "--crop"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        deadline, url = time.monotonic() + 60, None
+        while time.monotonic() < deadline and url is None:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "open http://" in line:
+                url = line.split("open ", 1)[1].split()[0]
+        assert url, "serve printed no URL"
+
+        async def watch() -> None:
+            signal = 0.3 * np.random.default_rng(0).standard_normal(48000 * 5).astype(np.float32)
+            async with LoopbackViewer(url.replace("http://", "ws://").rstrip("/") + "/ws", signal=signal,
+                                      keep_images=False) as viewer:
+                await viewer.wait_frames(10, timeout=30)
+
+        asyncio.run(watch())
+        time.sleep(1.0)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    opened = [ln for ln in out.splitlines() if "session opened" in ln]
+    closed = [ln for ln in out.splitlines() if "session closed" in ln]
+    assert len(opened) == 1 and len(closed) == 1, out[-3000:]
+    assert "frames sent" in closed[0] and "latency" in closed[0], closed
+    assert "aioice" not in out and "Traceback" not in out, out[-3000:]
