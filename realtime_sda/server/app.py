@@ -22,7 +22,7 @@ from ..errors import RealtimeSDAError, require
 from .broadcast import SAY_ROUTES, answer_say_request
 from .client import Client, ClientContext
 from .logs import CONNECTION_LOGGER, ConnectionLogFilter, RefusalLog, client_address
-from .photos import UPLOAD_DECODE_SIDE, PhotoPool, Upload, rig_job, still_job, warm_up
+from .photos import UPLOAD_DECODE_SIDE, PhotoPool, Upload, pooled_avatar, warm_up
 from .playout import DEFAULT_MARGIN_S, check_margin
 from .security import Limits, host_allowed, origin_allowed, tls_context, token_matches
 from .signaling import SignalingError, error_message, parse_message
@@ -238,13 +238,8 @@ class AvatarServer:
         FaceNotFoundError, or PhotoBusyError when the photo pool is full). Decoding and
         detection run in the photo pool, the model's rest pose on the inference thread."""
         assert self.photos is not None, "start() the server first"
-        if self.config.photo:
-            from ..photo.setup import renderer_for
-
-            rig, still = await self.photos.run(owner, rig_job, image, self.model.config, self.config.photo_size)
-            renderer = await self.worker.submit(lambda: renderer_for(self.model, rig, still))
-            return Avatar(still, renderer)
-        return Avatar(await self.photos.run(owner, still_job, image, self.model.config))
+        return await pooled_avatar(self.photos, self.worker, image, owner=owner, whole_photo=self.config.photo,
+                                   size=self.config.photo_size)
 
     async def avatar_from_upload(self, owner: str, data: bytes) -> Avatar:
         """A photo file sent by client ``owner`` -> its :class:`Avatar`: decoded (at most

@@ -27,7 +27,8 @@ from typing import Any, Callable, TypeVar
 from ..errors import RealtimeSDAError
 from .security import Limits, decode_image
 
-__all__ = ["PhotoPool", "PhotoBusyError", "Upload", "rig_job", "still_job", "warm_up", "release_memory", "UPLOAD_DECODE_SIDE"]
+__all__ = ["PhotoPool", "PhotoBusyError", "Upload", "pooled_avatar", "rig_job", "still_job", "warm_up", "release_memory",
+           "UPLOAD_DECODE_SIDE"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -174,3 +175,20 @@ def warm_up() -> None:
     from ..media.face import detect_faces
 
     detect_faces(np.zeros((64, 64, 3), np.uint8))
+
+
+async def pooled_avatar(pool: PhotoPool, worker: Any, image: Any, *, owner: str, whole_photo: bool = True,
+                        size: int | None = None) -> Any:
+    """A photo (path, RGB array or :class:`Upload`) -> its :class:`.stills.Avatar`: decoded
+    and aligned in ``pool`` (for ``owner``), the model's rest pose on ``worker``'s inference
+    thread (``whole_photo``: the photo at long side ``size``; else the model's crop). For any
+    server holding an ``InferenceWorker`` (``AvatarServer``, a cluster worker)."""
+    from .stills import Avatar
+
+    if whole_photo:
+        from ..photo.setup import renderer_for
+
+        rig, still = await pool.run(owner, rig_job, image, worker.config, size)
+        renderer = await worker.submit(lambda: renderer_for(worker.model, rig, still))
+        return Avatar(still, renderer)
+    return Avatar(await pool.run(owner, still_job, image, worker.config))
