@@ -53,6 +53,7 @@ class SDAVideoGenerator(VideoGenerator):  # type: ignore[misc, valid-type]
         self.queue_frames = int(queue_frames)
         self.segments = Segments()
         self.cleared = 0
+        self._cut_index = -1  # frames before it were made before clear_buffer: not sent
         session.pause_audio()  # idle at once until the first speech
 
     async def push_audio(self, frame: Any) -> None:
@@ -82,6 +83,7 @@ class SDAVideoGenerator(VideoGenerator):  # type: ignore[misc, valid-type]
         """Stop speaking now: queued speech dropped, no more sound of it, no segment end."""
         self.segments.clear()
         self.session.interrupt()
+        self._cut_index = self.session.next_index  # the first frame made after it
         self.cleared += 1
 
     async def _frames(self) -> AsyncIterator[Any]:
@@ -93,6 +95,8 @@ class SDAVideoGenerator(VideoGenerator):  # type: ignore[misc, valid-type]
                     frame = await q.get()
                 except EndOfStream:
                     return
+                if frame.index < self._cut_index:
+                    continue  # speech made before the clear, still in the queue
                 audible, ended = self.segments.step(frame.pts, frame.pts + stride)
                 n = fmt.repeats(frame.index)
                 if n:

@@ -72,6 +72,7 @@ class SDAAvatarProcessor(FrameProcessor):  # type: ignore[misc, valid-type]
         self._ended_no = 0  # segments whose last frame went out
         self._reader: asyncio.Task[None] | None = None
         self.interruptions = 0
+        self._cut_index = -1  # frames before it were made before an interrupt: not sent
         self.images_out = 0
         self.audio_out = 0
         session.pause_audio()  # idle at once until the first speech
@@ -127,6 +128,7 @@ class SDAAvatarProcessor(FrameProcessor):  # type: ignore[misc, valid-type]
         self._stopped.clear()
         self._ended_no = self._segment_no
         self.session.interrupt()
+        self._cut_index = self.session.next_index  # the first frame made after it
         self.interruptions += 1
 
     async def _take_audio(self, frame: Any) -> None:
@@ -158,6 +160,8 @@ class SDAAvatarProcessor(FrameProcessor):  # type: ignore[misc, valid-type]
                     frame = await q.get()
                 except EndOfStream:
                     return
+                if frame.index < self._cut_index:
+                    continue  # speech made before an interrupt, still in the queue
                 audible, ended = self.segments.step(frame.pts, frame.pts + stride)
                 image = f.OutputImageRawFrame(image=fmt.image(frame).tobytes(), size=(fmt.width, fmt.height), format="RGB")
                 image.sync_with_audio = self.sync_with_audio
