@@ -159,3 +159,57 @@ def test_importing_the_package_imports_no_framework() -> None:
             "bad = [m for m in ('livekit', 'pipecat') if m in sys.modules]; assert not bad, bad")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_the_agents_queue_audio_output_drives_the_generator_as_the_runner_does() -> None:
+    """In-process wiring (``start_in_process``) without a room: the agent's speech goes into
+    LiveKit's own ``QueueAudioOutput`` (``capture_frame``, ``flush`` at a segment's end,
+    ``clear_buffer`` on interruption); AvatarRunner's loop (read the receiver, push into the
+    generator, clear on its ``clear_buffer`` event) feeds the generator."""
+    from livekit.agents.voice.avatar import QueueAudioOutput
+
+    model = audio_responsive_model()
+
+    async def main():
+        async with InferenceWorker(model) as worker:
+            session = await worker.open_session(random_still(model), seed=0, max_backlog_ms=None)
+            gen = SDAVideoGenerator(session, sample_rate=RATE)
+            output = QueueAudioOutput(sample_rate=RATE)
+            output.on("clear_buffer", gen.clear_buffer)
+
+            async def runner_reads() -> None:  # what AvatarRunner._read_audio does
+                async for frame in output:
+                    await gen.push_audio(frame)
+
+            reading = asyncio.create_task(runner_reads(), name="test-livekit-runner-read")
+
+            async def script(phase) -> None:
+                await asyncio.sleep(0.3)
+                phase["now"] = "reply"
+                for frame in _audio_frames(0.8, seed=4):
+                    await output.capture_frame(frame)
+                output.flush()  # the reply's end: AudioSegmentEnd
+                await asyncio.sleep(1.5)
+                phase["now"] = "long"
+                for frame in _audio_frames(3.0, seed=5):
+                    await output.capture_frame(frame)
+                await asyncio.sleep(0.8)
+                output.clear_buffer()  # the user barged in
+                phase["now"] = "cleared"
+                await asyncio.sleep(1.0)
+
+            try:
+                return await _run(gen, script), gen.cleared
+            finally:
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
+
+    out, cleared = asyncio.run(main())
+    assert cleared == 1
+    reply = [i for p, i in out if p == "reply"]
+    assert sum(a.duration for a in reply if isinstance(a, rtc.AudioFrame)) == pytest.approx(0.8, abs=0.041)
+    assert sum(isinstance(i, AudioSegmentEnd) for i in reply) == 1
+    long = [i for p, i in out if p == "long"]
+    assert sum(a.duration for a in long if isinstance(a, rtc.AudioFrame)) > 0.4
+    after = [i for p, i in out if p == "cleared"]
+    assert not any(isinstance(i, (rtc.AudioFrame, AudioSegmentEnd)) for i in after) and len(after) > 15
