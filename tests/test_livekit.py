@@ -213,3 +213,14 @@ def test_the_agents_queue_audio_output_drives_the_generator_as_the_runner_does()
     assert sum(a.duration for a in long if isinstance(a, rtc.AudioFrame)) > 0.4
     after = [i for p, i in out if p == "cleared"]
     assert not any(isinstance(i, (rtc.AudioFrame, AudioSegmentEnd)) for i in after) and len(after) > 15
+
+
+@pytest.mark.parametrize("framework,module", [("livekit", "livekit"), ("pipecat", "pipecat")])
+def test_a_missing_framework_names_the_extra_to_install(framework, module) -> None:
+    code = (f"import sys; sys.modules[{module!r}] = None\n"  # as if not installed
+            "try:\n"
+            f"    import realtime_sda.integrations.{framework}\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert f"pip install 'realtime-sda[{framework}]'" in res.stdout, res.stdout + res.stderr[-2000:]
