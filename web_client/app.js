@@ -283,6 +283,20 @@ connectSignaling();
     if (!res.ok) throw new Error(body.message || `the server answered ${res.status}`);
     return body;
   }
+  // only a broadcast speaks text: say so (the page learns it from the server's "ready")
+  const buttons = [document.getElementById("say-send"), document.getElementById("say-interrupt")];
+  const follow = setInterval(() => {
+    const ready = window.sda && window.sda.ready;
+    if (!ready) return;
+    clearInterval(follow);
+    if (!ready.broadcast) {
+      for (const b of buttons.concat([box])) b.disabled = true;
+      status.textContent = "This server runs no broadcast: start it with 'realtime-sda serve --broadcast' to type text for the avatar.";
+    }
+  }, 200);
+  box.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) document.getElementById("say-send").click();
+  });
   document.getElementById("say-send").addEventListener("click", async () => {
     const text = box.value.trim();
     if (!text) { status.textContent = "Type something to say first."; return; }
