@@ -58,7 +58,7 @@ class FrontDoorConfig:
     heartbeat_s: float = 0.2  # how often each worker is pinged
     #: a worker that does not answer a ping this long is taken for lost (Ray itself tells
     #: about a killed node's actors only after about 2 s)
-    heartbeat_timeout_s: float = 1.0
+    heartbeat_timeout_s: float = 0.8
     tls_cert: Path | None = None  # PEM certificate (chain) and key: serve HTTPS/WSS, as serve does
     tls_key: Path | None = None
 
@@ -297,6 +297,9 @@ class FrontDoor:
             while True:
                 if placed is None:
                     placed = await self.place()
+                    if placed is None:  # busy by the last poll: look again before saying so
+                        await self.refresh()
+                        placed = await self.place()
                     if placed is None:
                         self.counts["busy"] += 1
                         await ws.send(error_message("server_full", BUSY_MESSAGE))
@@ -305,6 +308,9 @@ class FrontDoor:
                 name, handle, cid, node = placed
                 await ws.send(encode("session", id=cid, worker=name, node=node, resumed=bool(resume)))
                 outcome = await self._relay(ws, name, handle, cid)
+                load = self.loads.get(name)
+                if load is not None:  # until the next poll says
+                    self._mark(name, sessions=max(load.sessions - 1, 0))
                 if outcome != "lost":
                     return
                 self.counts["lost"] += 1

@@ -261,10 +261,10 @@ class AvatarWorker:
         except Exception as exc:  # a connection's failure ends that connection only
             log.debug("%s: %s ended: %r", self.name, channel_id, exc)
         finally:
+            self.channels.pop(channel_id, None)  # no longer counted, while its media closes
             with contextlib.suppress(Exception):
                 await client.close()
             await channel.close(1000)
-            self.channels.pop(channel_id, None)
 
     async def put(self, channel_id: str, raw: str | bytes) -> bool:
         """A page message for ``channel_id`` (False: no such channel here)."""
