@@ -84,8 +84,9 @@ def measure_capacity(model: Any, limit: int, frame_size: tuple[int, int], render
                      budget: float = 0.75, media_threads: int = 1) -> Capacity:
     """The most sessions (at most ``limit``) whose batched step plus whole-photo rendering fit
     in ``budget`` of a frame period on the inference thread, and whose encoding fits in
-    ``budget`` of a period on ``media_threads`` threads. Batches double until one is over
-    budget; the step time between measured batches is interpolated."""
+    ``budget`` of a period on ``media_threads`` threads (one session at least when it alone
+    fits a whole period). Batches double until one is over budget; the step time between
+    measured batches is interpolated."""
     period = 1000.0 / float(model.config.video_rate)
     render_ms = 0.0
     if render is not None:
@@ -115,4 +116,7 @@ def measure_capacity(model: Any, limit: int, frame_size: tuple[int, int], render
             best = n
         else:
             break
-    return Capacity(min(best, by_media, limit), period, table, render_ms, enc, budget, media_threads, limit)
+    sessions = min(best, by_media, limit)
+    if sessions == 0 and table[1] + render_ms <= period and enc <= period:
+        sessions = 1  # one session alone keeps real time (as single-process serve runs it)
+    return Capacity(sessions, period, table, render_ms, enc, budget, media_threads, limit)
