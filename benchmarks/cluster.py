@@ -158,7 +158,8 @@ async def reconnects(local: Any, door: Any, url: str, reps: int = 4) -> list[dic
             moved = next((t for t, w, _ in v.frames if t > killed and w != lost_worker), float("nan"))
             await asyncio.sleep(1.0)
             kept = [t for t, _, _ in stay.frames if t > killed - 1.0]
-            out.append({"kill_call_s": round(kill_call, 3), "told_s": round(told - killed, 3), "first_frame_elsewhere_s": round(moved - killed, 3),
+            out.append({"kill_call_s": round(kill_call, 3), "told_s": round(told - killed, 3),
+                        "first_frame_elsewhere_s": round(moved - killed, 3),
                         "other_viewer_max_gap_ms": round(1000 * float(np.diff(kept).max()), 1)})
         local.add_node()
         deadline = time.monotonic() + 120

@@ -5,8 +5,8 @@ page, relay signaling to the chosen worker and report the cluster's state.
 Modules: :mod:`.placement` (which worker takes a session; pure), :mod:`.channel` (a
 websocket stand-in between a front door and a worker), :mod:`.worker` (the avatar worker),
 :mod:`.relay` (the broadcast's frames relayed to other workers), :mod:`.frontdoor` (the page,
-``/ws``, ``/push`` and ``/status``), :mod:`.launch` (connect, start workers, ``serve
---cluster``), :mod:`.netns` (a private network namespace for local test clusters). Ray is
+``/ws``, ``/push`` and ``/status``), :mod:`.actors` (the named actors, finding them), :mod:`.launch` (connect,
+start workers, ``serve --cluster``), :mod:`.netns` (a private network namespace for local test clusters). Ray is
 the ``cluster`` extra: ``import realtime_sda.cluster`` does not import it.
 """
 
@@ -23,7 +23,7 @@ _EXPORTS = {
     "FrontDoorConfig": "frontdoor",
     "connect": "launch",
     "start_workers": "launch",
-    "find_workers": "launch",
+    "find_workers": "actors",
 }
 
 __all__ = sorted(_EXPORTS)

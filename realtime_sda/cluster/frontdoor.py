@@ -32,8 +32,8 @@ from ..server.app import is_loopback
 from ..server.security import Limits, host_allowed, origin_allowed, token_matches
 from ..server.signaling import SignalingError, encode, error_message, parse_message
 from ..server.static import SECURITY_HEADERS, WEB_CLIENT_DIR, static_response
+from .actors import find_workers, worker_name
 from .placement import BUSY_MESSAGE, WorkerLoad, rank_workers
-from .worker import worker_name
 
 __all__ = ["FrontDoorConfig", "FrontDoor", "WORKER_LOST"]
 
@@ -69,8 +69,6 @@ class FrontDoor:
 
     def __init__(self, config: FrontDoorConfig, find: Callable[[], dict[str, Any]] | None = None) -> None:
         if find is None:
-            from .launch import find_workers
-
             find = find_workers
         self.config = config
         self._find: Callable[[], dict[str, Any]] = find

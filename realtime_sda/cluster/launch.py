@@ -11,19 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import RealtimeSDAError, require
-from .worker import NAMESPACE, AvatarWorker, WorkerSpec, worker_name
+from ..errors import RealtimeSDAError
+from .actors import NAMESPACE, find_workers, ray_module, worker_name
+from .worker import AvatarWorker, WorkerSpec
 
-__all__ = ["ray_module", "connect", "node_ip", "node_id", "worker_slots", "start_workers", "find_workers", "stop_workers", "run_cli"]
+__all__ = ["ray_module", "connect", "worker_slots", "start_workers", "find_workers", "stop_workers", "run_cli"]
 
 log = logging.getLogger(__name__)
-
-_PREFIX = "rsda-worker-"
-
-
-def ray_module() -> Any:
-    """``ray``, or a one-line error naming the ``cluster`` extra."""
-    return require("ray", "cluster", "Cluster mode (serve --cluster)")
 
 
 def connect(address: str = "auto") -> None:
@@ -36,16 +30,6 @@ def connect(address: str = "auto") -> None:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as exc:
         raise RealtimeSDAError(f"no Ray cluster at {address!r} ({exc}): start one with 'ray start --head'") from None
-
-
-def node_ip() -> str:
-    """This process's Ray node address (where its WebRTC peers are reached)."""
-    return str(ray_module().util.get_node_ip_address())
-
-
-def node_id() -> str:
-    """This process's Ray node id (hex)."""
-    return str(ray_module().get_runtime_context().get_node_id())
 
 
 def worker_slots(worker_cpus: int = 1) -> list[tuple[str, dict[str, float]]]:
@@ -64,21 +48,6 @@ def worker_slots(worker_cpus: int = 1) -> list[tuple[str, dict[str, float]]]:
         else:
             slots += [(node["NodeID"], {"num_gpus": 0.0, "num_cpus": float(worker_cpus)})] * int(cpus // worker_cpus)
     return slots
-
-
-def find_workers() -> dict[str, Any]:
-    """The service's workers on the connected cluster, by name."""
-    ray = ray_module()
-    names = sorted((a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                    if a.get("namespace") == NAMESPACE and a.get("name", "").startswith(_PREFIX)),
-                   key=lambda n: int(n[len(_PREFIX):]) if n[len(_PREFIX):].isdigit() else 0)
-    out = {}
-    for name in names:
-        try:
-            out[name] = ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:  # killed meanwhile
-            continue
-    return out
 
 
 def start_workers(spec: WorkerSpec, worker_cpus: int = 1, timeout: float = 300.0) -> dict[str, Any]:

@@ -20,19 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
 from ..server.security import Limits
+from .actors import NAMESPACE, worker_name
 from .channel import Channel
 
-__all__ = ["WorkerSpec", "AvatarWorker", "NAMESPACE", "worker_name"]
+__all__ = ["WorkerSpec", "AvatarWorker"]
 
 log = logging.getLogger(__name__)
-
-#: the Ray namespace of the service's named actors
-NAMESPACE = "realtime-sda"
-
-
-def worker_name(index: int) -> str:
-    """The Ray actor name of worker ``index``."""
-    return f"rsda-worker-{index}"
 
 
 @dataclass(frozen=True)
@@ -98,8 +91,8 @@ class AvatarWorker:
         from ..server.playout import check_margin
         from ..server.stills import Avatar
         from ..streaming import InferenceWorker
+        from .actors import node_id, node_ip
         from .capacity import measure_capacity
-        from .launch import node_id, node_ip
 
         spec = self.spec
         self.node, self.node_id = node_ip(), node_id()
