@@ -128,7 +128,13 @@ class AvatarWorker:
             broadcast_hub=self._broadcast_hub,
         )
         self._spawn(self._reap(), "reaper")
-        log.info("%s on %s: capacity %d sessions", self.name, self.node, self.capacity.sessions)
+        cap = self.capacity
+        if cap.sessions == 0:
+            log.warning("%s on %s takes no session: one alone would not keep real time here (step %.1f ms, "
+                        "whole-photo rendering %.1f ms a frame of %.0f ms); try --crop or a smaller --size",
+                        self.name, self.node, cap.step_ms.get(1, 0.0), cap.render_ms, cap.period_ms)
+        else:
+            log.info("%s on %s: capacity %d sessions", self.name, self.node, cap.sessions)
 
     def _load_model(self) -> Any:
         from ..checkpoints.loading import load_model
