@@ -466,6 +466,52 @@ def test_page_in_chromium_reconnects_when_its_worker_dies(cluster, tmp_path):
     assert took < 15.0
 
 
+def test_page_in_chromium_keeps_its_session_when_its_front_door_goes(cluster, tmp_path):
+    """The page's front door goes away mid-stream and another one takes its address (as
+    behind a load balancer): the page resumes its session there on its own (?resume=ID), its
+    video never stopping and no new session made."""
+    from realtime_sda.cluster import FrontDoor, FrontDoorConfig
+    from testsupport.chromium import CHROMIUM, HeadlessChromium
+    from testsupport.media import write_speech_like_wav
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (see .ci/install)")
+    wav = write_speech_like_wav(tmp_path / "speech.wav", seconds=6.0, rate=48000)
+    video_time = "document.getElementById('avatar').currentTime"
+
+    async def main():
+        first = await FrontDoor(FrontDoorConfig(port=0)).start()
+        port = first.port
+        try:
+            await settled(first)
+            async with HeadlessChromium(wav, tmp_path / "profile") as browser, \
+                    browser.page(f"http://127.0.0.1:{port}/") as cdp:
+                await cdp.wait_for("window.sda && window.sda.ready !== null", 30, "the page to connect")
+                await cdp.js("document.getElementById('start').click()")
+                await cdp.wait_for("document.getElementById('avatar').readyState >= 2", 40, "the avatar video")
+                session = await cdp.js("window.sda.cluster.session")
+                await first.stop()
+                t0 = await cdp.js(video_time)
+                second = await FrontDoor(FrontDoorConfig(port=port)).start()
+                try:
+                    await cdp.wait_for("window.sda.cluster.resumed === 1", 20, "the page to resume its session")
+                    await asyncio.sleep(2.0)
+                    t1 = await cdp.js(video_time)
+                    after = await cdp.js("({session: window.sda.cluster.session, lost: window.sda.cluster.lost,"
+                                         " state: window.sda.pc && window.sda.pc.connectionState})")
+                    placed = second.counts["placed"]
+                finally:
+                    await second.stop()
+        finally:
+            await first.stop()
+        return session, t0, t1, after, placed
+
+    session, t0, t1, after, placed = asyncio.run(main())
+    assert after["session"] == session and after["lost"] == 0 and after["state"] == "connected"
+    assert placed == 0  # resumed, not placed anew
+    assert t1 - t0 > 2.0, (t0, t1)  # the video went on throughout
+
+
 def _printed_port(proc: Any, timeout: float) -> int:
     import re
 
