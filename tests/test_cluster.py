@@ -1,6 +1,6 @@
 """The avatar service on a real multi-node Ray cluster: a head and two worker nodes started on
 this machine with ``ray.cluster_utils.Cluster``, one avatar worker per node, a front door,
-and real aiortc viewers (Chromium once) over loopback.
+and real aiortc viewers (and the page in headless Chromium) over loopback.
 
 Ray binds the machine's interface address outside a network namespace, so these tests run
 inside a private one (``unshare -n`` with only loopback up): when this module is collected
