@@ -77,7 +77,7 @@ async def wait_until(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def settled(door: Any, timeout: float = 20.0) -> dict[str, Any]:
+async def settled(door: Any, timeout: float = 40.0) -> dict[str, Any]:
     """/status once every worker is ready and holds no page (earlier tests' pages closed)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -510,6 +510,38 @@ def test_page_in_chromium_keeps_its_session_when_its_front_door_goes(cluster, tm
     assert after["session"] == session and after["lost"] == 0 and after["state"] == "connected"
     assert placed == 0  # resumed, not placed anew
     assert t1 - t0 > 2.0, (t0, t1)  # the video went on throughout
+
+
+def test_a_node_that_joins_gets_its_worker(cluster):
+    """A third node joins: grow_workers (which serve --cluster runs every 10 s) starts a
+    worker on it, and the front door places pages there too. (Last: it leaves 3 workers.)"""
+    from realtime_sda.cluster import FrontDoor, FrontDoorConfig
+    from realtime_sda.cluster.launch import grow_workers
+
+    spec = ray.get(ray.get_actor("rsda-worker-1", namespace="realtime-sda").__ray_call__.remote(lambda w: w.spec))
+    assert grow_workers(spec, 1) == []  # every node has its worker
+    cluster.add_node()
+    added = grow_workers(spec, 1)
+    assert added == ["rsda-worker-2"]
+    assert grow_workers(spec, 1) == []
+
+    async def main():
+        async with FrontDoor(FrontDoorConfig(port=0)) as door:
+            deadline = time.monotonic() + 120
+            while not (await door.refresh(find=True)).get("rsda-worker-2", None) or not door.loads["rsda-worker-2"].ready:
+                assert time.monotonic() < deadline, "the new node's worker did not start"
+                await asyncio.sleep(0.5)
+            status = await door.status()
+            url = f"ws://127.0.0.1:{door.port}/ws"
+            async with ClusterViewer(url) as a, ClusterViewer(url) as b, ClusterViewer(url) as c:
+                await a.wait_frames(10)
+                await b.wait_frames(10)
+                await c.wait_frames(10)
+                return status, {a.worker, b.worker, c.worker}
+
+    status, used = asyncio.run(main())
+    assert status["total"]["workers"] == 3 and len({w["node_id"] for w in status["workers"]}) == 3
+    assert used == {"rsda-worker-0", "rsda-worker-1", "rsda-worker-2"}
 
 
 def _printed_port(proc: Any, timeout: float) -> int:

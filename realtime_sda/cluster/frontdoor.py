@@ -143,7 +143,8 @@ class FrontDoor:
         while True:
             t = loop.time()
             names = [n for n, w in self.loads.items() if w.ready]
-            answers = await asyncio.gather(*(self._call(self.workers[n].ping.remote(), limit) for n in names))
+            pings = [self.workers[n].ping.options(concurrency_group="health").remote() for n in names]
+            answers = await asyncio.gather(*(self._call(ping, limit) for ping in pings))
             lagged = loop.time() - t > limit + 0.5  # this loop itself stalled: no verdict
             for name, answer in zip(names, answers):
                 if isinstance(answer, str):
@@ -380,8 +381,11 @@ class FrontDoor:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         outcome = next(iter(done)).result()
-        # the page left (not this front door stopping): the worker releases the session
-        if outcome == "page" and (not self._stopping or getattr(ws.protocol, "close_rcvd_then_sent", False)):
+        # the page left (its socket was not closed by this front door stopping): the worker
+        # releases the session
+        proto = ws.protocol
+        closed_by_us = self._stopping and proto.close_sent is not None and not proto.close_rcvd_then_sent
+        if outcome == "page" and not closed_by_us:
             handle.hang_up.remote(cid)  # fire and forget
         elif outcome == "lost":
             handle.hang_up.remote(cid)  # in case it was only slow: it releases the session

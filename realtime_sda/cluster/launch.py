@@ -12,12 +12,17 @@ import logging
 from typing import Any
 
 from ..errors import RealtimeSDAError
-from .actors import NAMESPACE, find_workers, ray_module, worker_name
+from .actors import NAMESPACE, PREFIX, find_workers, ray_module, worker_name
 from .worker import AvatarWorker, WorkerSpec
 
-__all__ = ["ray_module", "connect", "worker_slots", "start_workers", "find_workers", "stop_workers", "run_cli"]
+__all__ = ["ray_module", "connect", "worker_slots", "start_workers", "grow_workers", "find_workers", "stop_workers",
+           "run_cli"]
 
 log = logging.getLogger(__name__)
+
+#: heartbeats are answered on a thread and event loop of their own (a Ray concurrency group),
+#: so a worker busy on its main loop (a peer's certificate, a photo) still answers them
+HEALTH_GROUP = {"health": 1}
 
 
 def connect(address: str = "auto") -> None:
@@ -63,7 +68,7 @@ def start_workers(spec: WorkerSpec, worker_cpus: int = 1, timeout: float = 300.0
         slots = worker_slots(worker_cpus)
         if not slots:
             raise RealtimeSDAError(f"no node of this cluster has a GPU or {worker_cpus} free CPU cores for a worker")
-        actor = ray.remote(AvatarWorker)
+        actor = ray.remote(concurrency_groups=HEALTH_GROUP)(AvatarWorker)
         for i, (node, res) in enumerate(slots):
             actor.options(
                 name=worker_name(i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
@@ -73,6 +78,39 @@ def start_workers(spec: WorkerSpec, worker_cpus: int = 1, timeout: float = 300.0
         existing = find_workers()
     ray.get([h.ready.remote() for h in existing.values()], timeout=timeout)
     return existing
+
+
+def grow_workers(spec: WorkerSpec, worker_cpus: int = 1) -> list[str]:
+    """Start workers for the slots of nodes that joined since (one per new GPU or per
+    ``worker_cpus`` new cores); returns the new workers' names. Workers waiting for a node
+    to restart on are counted, so a replaced node gets its worker back, not a second one."""
+    ray = ray_module()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    existing = find_workers()
+    slots = worker_slots(worker_cpus)
+    if len(slots) <= len(existing):
+        return []
+    used: dict[str, int] = {}
+    for load in ray.get([h.load.remote() for h in existing.values()], timeout=30):
+        used[load.get("node_id", "")] = used.get(load.get("node_id", ""), 0) + 1
+    free = []
+    for node, res in slots:
+        if used.get(node, 0):
+            used[node] -= 1
+        else:
+            free.append((node, res))
+    start = 1 + max((int(n[len(PREFIX):]) for n in existing if n[len(PREFIX):].isdigit()), default=-1)
+    actor = ray.remote(concurrency_groups=HEALTH_GROUP)(AvatarWorker)
+    names = []
+    for i, (node, res) in enumerate(free[: len(slots) - len(existing)], start):
+        actor.options(
+            name=worker_name(i), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            max_restarts=-1, max_task_retries=0, max_concurrency=1000, **res,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+        ).remote(spec, i)
+        names.append(worker_name(i))
+    return names
 
 
 def stop_workers() -> int:
@@ -113,13 +151,28 @@ def run_cli(args: Any) -> int:
     config = FrontDoorConfig(host=args.host, port=args.port, token=args.token, limits=limits,
                              tls_cert=Path(cert) if cert else None, tls_key=Path(key) if key else None)
 
+    async def grow() -> None:  # nodes that join later get their workers too
+        while True:
+            await asyncio.sleep(10.0)
+            try:
+                added = await asyncio.to_thread(grow_workers, spec, args.worker_cpus)
+            except Exception as exc:  # the cluster is changing: try again later
+                log.warning("could not check for new nodes: %s", exc)
+                continue
+            if added:
+                log.info("new nodes: started %s", ", ".join(added))
+
     async def main() -> None:
         async with FrontDoor(config) as door:
+            grower = asyncio.get_running_loop().create_task(grow(), name="grow-workers")
             query = f"?token={args.token}" if args.token else ""
             scheme = "https" if config.tls_cert is not None else "http"
             print(f"realtime-sda: {len(workers)} avatar workers; open {scheme}://{args.host}:{door.port}/{query} "
                   f"(cluster state: /status; Ctrl-C stops this front door, the workers stay)", flush=True)
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                grower.cancel()
 
     asyncio.run(main())
     return 0
