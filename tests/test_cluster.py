@@ -512,6 +512,30 @@ def test_page_in_chromium_keeps_its_session_when_its_front_door_goes(cluster, tm
     assert t1 - t0 > 2.0, (t0, t1)  # the video went on throughout
 
 
+def test_photo_upload_through_the_front_door(cluster, face_image):
+    """A page's photo goes through the front door to its worker, which aligns it in its photo
+    pool and answers ``avatar``; a file that is no image is answered ``bad_image``."""
+    from websockets.asyncio.client import connect
+
+    photo = Path(face_image).read_bytes()
+
+    async def main():
+        async with front_door() as door:
+            await settled(door)
+            async with connect(f"ws://127.0.0.1:{door.port}/ws", max_size=2**23) as ws:
+                await ws.recv()  # session
+                await ws.recv()  # ready
+                await ws.send(photo)
+                good = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                await ws.send(b"not an image at all")
+                bad = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            return good, bad
+
+    good, bad = asyncio.run(main())
+    assert good["type"] == "avatar" and good["width"] > 0 and good["height"] > 0, good
+    assert bad["type"] == "error" and bad["code"] == "bad_image", bad
+
+
 def test_a_node_that_joins_gets_its_worker(cluster):
     """A third node joins: grow_workers (which serve --cluster runs every 10 s) starts a
     worker on it, and the front door places pages there too. (Last: it leaves 3 workers.)"""

@@ -55,7 +55,7 @@ class FrontDoorConfig:
     poll_s: float = 0.5  # how often the workers' loads are read
     take_timeout_s: float = 5.0  # a long poll for a page's answers
     call_timeout_s: float = 3.0  # a worker that answers nothing this much longer is lost
-    heartbeat_s: float = 0.2  # how often each worker is pinged
+    heartbeat_s: float = 0.2  # how often each worker's health port is knocked at
     #: a worker that does not answer a ping this long is taken for lost (Ray itself tells
     #: about a killed node's actors only after about 2 s)
     heartbeat_timeout_s: float = 0.8
@@ -81,7 +81,8 @@ class FrontDoor:
         self._poller: asyncio.Task[None] | None = None
         self._heart: asyncio.Task[None] | None = None
         self._lost: dict[str, asyncio.Event] = {}  # set when a worker stops answering
-        self._answered: set[str] = set()  # workers that answered a ping (only those can miss one)
+        self._answered: set[str] = set()  # workers that answered a knock (only those can miss one)
+        self._health: dict[str, tuple[str, int]] = {}  # worker -> (node address, health port)
         self._handlers: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._ray = require("ray", "cluster", "Cluster mode (serve --cluster)")
@@ -136,15 +137,27 @@ class FrontDoor:
             with contextlib.suppress(Exception):
                 await self.refresh(find=n % 10 == 0)
 
+    async def _knock(self, name: str, limit: float) -> str | Exception:
+        """Connect to a worker's health port: refused at once when its process is gone,
+        no answer when its node is; answered by the kernel while it lives, however busy."""
+        host, port = self._health.get(name, ("", 0))
+        if not port:
+            return name
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), limit)
+        except (OSError, asyncio.TimeoutError) as exc:
+            return exc
+        writer.close()
+        return name
+
     async def _heartbeat(self) -> None:
-        """Ping every worker; one that misses a ping is lost: its pages move at once."""
+        """Knock at every worker; one that does not answer is lost: its pages move at once."""
         period, limit = self.config.heartbeat_s, self.config.heartbeat_timeout_s
         loop = asyncio.get_running_loop()
         while True:
             t = loop.time()
             names = [n for n, w in self.loads.items() if w.ready]
-            pings = [self.workers[n].ping.options(concurrency_group="health").remote() for n in names]
-            answers = await asyncio.gather(*(self._call(ping, limit) for ping in pings))
+            answers = await asyncio.gather(*(self._knock(n, limit) for n in names))
             lagged = loop.time() - t > limit + 0.5  # this loop itself stalled: no verdict
             for name, answer in zip(names, answers):
                 if isinstance(answer, str):
@@ -170,6 +183,9 @@ class FrontDoor:
         reports = await asyncio.gather(*(self._call(h.load.remote()) for h in self.workers.values()))
         self.loads = {name: WorkerLoad.from_report(name, r if isinstance(r, dict) else {})
                       for name, r in zip(self.workers, reports)}
+        for name, r in zip(self.workers, reports):
+            if isinstance(r, dict) and r.get("ready") and r.get("health_port"):
+                self._health[name] = (str(r.get("node", "")), int(r["health_port"]))
         for name, load in self.loads.items():
             if load.ready and self.lost_event(name).is_set():
                 self._lost[name] = asyncio.Event()  # back (restarted): watched afresh

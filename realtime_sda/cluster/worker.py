@@ -63,8 +63,10 @@ class AvatarWorker:
         self.name = worker_name(index)
         self.node = ""  # the node's address (where viewers reach this worker's peers)
         self.node_id = ""
+        self.health_port = 0  # see _open_health_port
         self.model: Any = None
         self.worker: Any = None
+        self.photos: Any = None  # the photo pool, made on first use
         self.capacity: Any = None
         self.context: Any = None
         self.broadcast: Any = None  # the Broadcast (worker 0) or the relay's FrameHub
@@ -112,6 +114,7 @@ class AvatarWorker:
             self.capacity = await self.worker.submit(lambda: measure_capacity(
                 self.model, spec.limits.max_sessions, size, render, media_threads=max(1, spec.worker_cpus - 1)))
         self._time_steps()
+        self._open_health_port()
         if self.node.startswith("127."):  # a loopback-only cluster (tests): ICE on loopback too
             from ..server.peer import restrict_ice_to
 
@@ -124,7 +127,7 @@ class AvatarWorker:
             lookahead_ms=own if spec.lookahead_ms is None else min(float(spec.lookahead_ms), own),
             default_avatar=avatar, ice_servers=tuple(spec.ice_servers), audio_prefetch=spec.audio_prefetch,
             playout_margin_s=check_margin(spec.playout_margin_ms / 1000.0),
-            make_avatar=cast(Any, self._avatar_from_page), open_session=self._open_session,
+            make_avatar=self._avatar_from_page, open_session=self._open_session,
             broadcast_hub=self._broadcast_hub,
         )
         self._spawn(self._reap(), "reaper")
@@ -169,6 +172,26 @@ class AvatarWorker:
         crop = np.ascontiguousarray(((still + 1.0) * 127.5).clip(0, 255).astype(np.uint8))
         return lambda: avatar.renderer(crop)
 
+    def _open_health_port(self) -> None:
+        """A TCP port that the kernel answers while this process lives (connections are
+        queued by the kernel and drained by a thread): front doors connect to it to tell a dead
+        worker (refused at once) from a busy one (a photo's face detection can hold the GIL
+        for a second), which a call into the process could not."""
+        import socket
+        import threading
+
+        sock = socket.socket(socket.AF_INET6 if ":" in self.node else socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((self.node, 0))
+        sock.listen(256)
+        self.health_port = int(sock.getsockname()[1])
+
+        def drain() -> None:
+            while True:
+                conn, _ = sock.accept()
+                conn.close()
+
+        threading.Thread(target=drain, name=f"{self.name}-health", daemon=True).start()
+
     def _time_steps(self) -> None:
         """Record every batched step's size and wall time (the worker's own model object)."""
         inner = self.model.forward_chunk
@@ -182,25 +205,22 @@ class AvatarWorker:
 
         self.model.forward_chunk = timed
 
-    async def _make_avatar(self, image: Any) -> Any:
-        from ..server.stills import Avatar
+    async def _make_avatar(self, image: Any, owner: str = "worker") -> Any:
+        """A photo (path, RGB array or an upload) -> its Avatar, as ``serve`` makes it: decoded
+        and aligned in the photo pool (never in the executor that encodes the media)."""
+        from ..server.photos import PhotoPool, pooled_avatar
 
-        if not (self.spec.crop or self.spec.aligned):
-            renderer, still = await self.worker.prepare_photo(image, size=self.spec.size)
-            return Avatar(still, renderer)
-        from ..media.face import prepare_still
+        if self.photos is None:
+            self.photos = PhotoPool()
+        return await pooled_avatar(self.photos, self.worker, image, owner=owner,
+                                   whole_photo=not (self.spec.crop or self.spec.aligned), size=self.spec.size)
 
-        return Avatar(await asyncio.to_thread(prepare_still, image, self.model.config))
+    async def _avatar_from_page(self, owner: str, data: bytes) -> Any:
+        """A page's photo file -> its Avatar (the Client's ``make_avatar``)."""
+        from ..server.photos import UPLOAD_DECODE_SIDE, Upload
 
-    async def _avatar_from_page(self, *args: Any) -> Any:
-        """A page's photo -> its Avatar: the file's bytes (last argument; decoded and checked
-        off the event loop) or an already decoded RGB array."""
-        data = args[-1]
-        if isinstance(data, (bytes, bytearray)):
-            from ..server.security import decode_image
-
-            data = await asyncio.to_thread(decode_image, bytes(data), self.spec.limits)
-        return await self._make_avatar(data)
+        side = max(UPLOAD_DECODE_SIDE, self.spec.size or 0)
+        return await self._make_avatar(Upload(bytes(data), self.spec.limits, side), owner)
 
     async def _open_session(self, avatar: Any) -> Any:
         return await self.worker.open_session(avatar.still, seed=None, lookahead_ms=self.spec.lookahead_ms,
@@ -337,7 +357,7 @@ class AvatarWorker:
     def _load(self) -> dict[str, Any]:
         started = self.capacity is not None and self.context is not None
         out = {"worker": self.name, "node": self.node, "node_id": self.node_id, "ready": started, "sessions": len(self.channels),
-               "capacity": self.capacity.sessions if started else 0}
+               "capacity": self.capacity.sessions if started else 0, "health_port": self.health_port}
         task = self._start_task
         if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
             out["error"] = f"{type(task.exception()).__name__}: {task.exception()}"
