@@ -26,6 +26,11 @@ pytestmark = [
 ]
 
 
+# The avatar video's playback position and the frames it has shown so far.
+PLAYBACK = ("[document.getElementById('avatar').currentTime,"
+            " document.getElementById('avatar').getVideoPlaybackQuality().totalVideoFrames]")
+
+
 def _speech_wav(tmp: Path) -> Path:
     raw, wav = tmp / "speech22k.wav", tmp / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(raw), "Hello, this is a talking face test. " * 4], check=True, timeout=60)
@@ -49,9 +54,9 @@ def test_page_in_headless_chromium(tmp_path):
                 await cdp.wait_for("window.sda && window.sda.ready !== null", 30, "the page to connect")
                 await cdp.js("document.getElementById('start').click()")
                 await cdp.wait_for("document.getElementById('avatar').readyState >= 2", 40, "the avatar video")
-                q0 = await cdp.js("[document.getElementById('avatar').currentTime, document.getElementById('avatar').getVideoPlaybackQuality().totalVideoFrames]")
+                q0 = await cdp.js(PLAYBACK)
                 await asyncio.sleep(3.0)
-                q1 = await cdp.js("[document.getElementById('avatar').currentTime, document.getElementById('avatar').getVideoPlaybackQuality().totalVideoFrames]")
+                q1 = await cdp.js(PLAYBACK)
                 await cdp.wait_for("window.sda.figures && Number.isFinite(window.sda.figures.latencyMs)", 10, "the latency figure")
                 info = await cdp.js("({w: document.getElementById('avatar').videoWidth, h: document.getElementById('avatar').videoHeight,"
                                     " tracks: document.getElementById('avatar').srcObject.getTracks().map(t => t.kind).sort(),"
