@@ -59,10 +59,11 @@ from realtime_sda.streaming import InferenceWorker, StreamPipeline, MicrophoneSo
 from realtime_sda.streaming.sinks import MemorySink
 from realtime_sda.errors import DeviceError
 
+before = set(threading.enumerate())
+
 async def main():
     model = load_model(sys.argv[1])
     h, w = model.config.img_size
-    before = set(threading.enumerate())
     mic = MicrophoneSource(rate=44100)
     try:
         MicrophoneSource(device=99)
@@ -75,12 +76,12 @@ async def main():
     sink = MemorySink()
     snap = await StreamPipeline(session, mic, [sink]).run(duration=1.5)
     await worker.stop()
-    alive = [t.name for t in set(threading.enumerate()) - before]
-    print(json.dumps({"frames": snap.frames, "blocks": mic.blocks_read, "device": mic.device_name,
-                      "rate": mic.rate, "bad": bad, "alive": alive,
-                      "audio_rate": sink.frames[0].audio_rate if sink.frames else None}))
+    return {"frames": snap.frames, "blocks": mic.blocks_read, "device": mic.device_name,
+            "rate": mic.rate, "bad": bad, "audio_rate": sink.frames[0].audio_rate if sink.frames else None}
 
-asyncio.run(main())
+out = asyncio.run(main())  # shuts the loop's default executor down too (its threads are asyncio's own)
+out["alive"] = [t.name for t in set(threading.enumerate()) - before]
+print(json.dumps(out))
 """
 
 
