@@ -1,8 +1,9 @@
 """Every code block of README.md runs as written, on the embedded default model, in a fresh
 temporary folder: the shell blocks' ``realtime-sda ...`` lines (with a photo and speech made
-here) and the Python blocks as whole programs. The two set-up commands (marked
-``<!-- run-command -->`` and ``<!-- test-command -->``) are not run here: the first is
-``tests/test_demo.py``'s job and the second is this very suite."""
+here; all through the console script's ``main`` in one process, in README order) and the
+Python blocks as whole programs. The two set-up commands (marked ``<!-- run-command -->``
+and ``<!-- test-command -->``) are not run here: the first is ``tests/test_demo.py``'s job
+and the second is this very suite."""
 
 from __future__ import annotations
 
@@ -111,23 +112,72 @@ def test_readme_has_the_blocks_this_test_runs():
     assert not any("--model grid" in shlex.join(shlex.split(line, comments=True)) for line in _shell_lines())
 
 
-@pytest.mark.parametrize("line", _shell_lines())
-def test_readme_shell_line_runs(line, workdir):
+#: Runs README shell lines (as argv lists, in order) through the console script's own
+#: ``realtime_sda.cli.main`` in one process, so that torch is imported once, not once a line;
+#: each line's stdout, stderr (file descriptors 1 and 2) and exit status are kept apart.
+RUNNER = r"""
+import json, os, sys, traceback
+argvs, out_dir = json.loads(sys.argv[1]), sys.argv[2]
+from realtime_sda.cli import main
+for i, argv in enumerate(argvs):
+    streams = {}
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        streams[fd] = (os.dup(fd), open(os.path.join(out_dir, f"{i}.{name}"), "wb"))
+        os.dup2(streams[fd][1].fileno(), fd)
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush(); sys.stderr.flush()
+    for fd, (saved, f) in streams.items():
+        os.dup2(saved, fd); os.close(saved); f.close()
+    with open(os.path.join(out_dir, f"{i}.rc"), "w") as f:
+        f.write(str(rc))
+"""
+
+
+def _runnable(line: str) -> list[str] | str:
+    """The argv a README line runs in a test (its slow parts made quick), or why it is not run."""
     words = shlex.split(line, comments=True)
     if words[1] in SKIPPED:
-        pytest.skip(f"'{words[1]}': {SKIPPED[words[1]]}")
+        return f"'{words[1]}': {SKIPPED[words[1]]}"
     command = shlex.join(words)
     for slow, quick in QUICK.items():
         command = command.replace(slow, quick)
-    words = shlex.split(command)
-    exe = [sys.executable, "-m", "realtime_sda"]
-    if words[1] == "evaluate" and not (workdir / "runs" / "x" / "last.pt").is_file():
-        pytest.skip("needs the README's train line to have run first")
-    if words[1] == "train" and not (workdir / "data" / "meta.json").is_file():
-        pytest.skip("needs the README's synth line to have run first")
-    proc = subprocess.run(exe + words[1:], cwd=workdir, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{line!r} failed:\n{proc.stderr[-3000:]}"
-    assert "Traceback" not in proc.stderr
+    return shlex.split(command)
+
+
+@pytest.fixture(scope="module")
+def shell_results(workdir, tmp_path_factory) -> dict[str, tuple[int, str, str]]:
+    """Every runnable README shell line, run in README order in one process in ``workdir``:
+    line -> (exit status, stdout, stderr)."""
+    lines = [line for line in _shell_lines() if not isinstance(_runnable(line), str)]
+    out_dir = tmp_path_factory.mktemp("readme-runs")
+    argvs = [_runnable(line)[1:] for line in lines]
+    proc = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(argvs), str(out_dir)], cwd=workdir, env=_env(),
+                          capture_output=True, text=True, timeout=900)
+    results = {}
+    for i, line in enumerate(lines):
+        rc_file = out_dir / f"{i}.rc"
+        if not rc_file.is_file():
+            results[line] = (-1, "", f"the runner stopped before this line (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            continue
+        results[line] = (int(rc_file.read_text()), (out_dir / f"{i}.stdout").read_text(errors="replace"),
+                         (out_dir / f"{i}.stderr").read_text(errors="replace"))
+    return results
+
+
+@pytest.mark.parametrize("line", _shell_lines())
+def test_readme_shell_line_runs(line, workdir, shell_results):
+    words = _runnable(line)
+    if isinstance(words, str):
+        pytest.skip(words)
+    rc, _, stderr = shell_results[line]
+    assert rc == 0, f"{line!r} failed:\n{stderr[-3000:]}"
+    assert "Traceback" not in stderr
     for i, word in enumerate(words):  # every file it was told to write is there
         if word in ("-o", "--output", "--record") and i + 1 < len(words):
             assert (workdir / words[i + 1]).stat().st_size > 0
