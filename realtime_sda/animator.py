@@ -11,9 +11,7 @@ a live stream.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from .core.noise import NoiseSource
 from .errors import RealtimeSDAError
 from .media.audio import RatedAudio, audio_rate_of, load_audio, to_int16, window_segments
 from .media.face import prepare_still
+from .media.heap import release_memory
 from .media.image import frames_to_uint8
 from .media.video import save_video
 
@@ -141,7 +140,7 @@ class VideoAnimator:
         total = sum(len(seg) for seg in segments)
         job = Animation(total, RatedAudio(to_int16(signal), cfg.audio_rate), self._generate(still, segments, seed), out_size, renderer)
         del signal
-        _release_freed_heap()
+        release_memory()  # an offline clip's audio temporaries, before the video grows
         return job
 
     def _generate(
@@ -202,18 +201,6 @@ class VideoAnimator:
         carries (see :class:`Animation`), else this model's."""
         rate = audio_rate_of(audio) or self.audio_rate
         return save_video(video, audio, path, scale, video_rate=self.video_rate, audio_rate=rate)
-
-
-def _release_freed_heap() -> None:
-    """Hand the heap pages freed by the audio preparation (hundreds of MB of temporaries for
-    a long clip) back to the OS before the video grows: glibc keeps them otherwise. A no-op
-    where there is no glibc."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _progress(total: int) -> Any:

@@ -21,6 +21,7 @@ import torch
 
 pytest.importorskip("aiortc")
 
+from realtime_sda.media.heap import release_memory  # noqa: E402
 from realtime_sda.server import AvatarServer, Limits, ServerConfig  # noqa: E402
 from testsupport.hostile import small_faceless_png  # noqa: E402
 from testsupport.loopback_client import LoopbackViewer  # noqa: E402
@@ -161,6 +162,7 @@ def test_churn_and_hostile_clients_leave_no_trace(tiny_model):
 
     def state() -> tuple[float, list[str], int, int]:
         gc.collect()
+        release_memory()  # pages glibc keeps for reuse are not a leak (the server hands them back too)
         return _rss_mb(), _own_threads(), _fds(), len(asyncio.all_tasks())
 
     async def quiet(level: int) -> None:
@@ -198,6 +200,14 @@ def test_churn_and_hostile_clients_leave_no_trace(tiny_model):
                 raise AssertionError(f"{len(srv.clients)} clients, {len(srv.worker.sessions)} sessions left")
 
             await settle()
+            # the pusher's flood fills the broadcast's queue to its bound (60 s of audio, memory
+            # that is meant to be held): measure from there, so what grows is what leaks
+            for _ in range(400):
+                if srv.broadcast.session.buffered_seconds() > 55.0:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"the flood did not fill the queue: {srv.broadcast.session.buffered_seconds():.1f} s")
             before = state()
             frames0, t0 = len(healthy.video.times), time.monotonic()
             errors0 = sum(m.get("type") == "error" for m in healthy.messages)

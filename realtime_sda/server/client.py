@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FaceNotFoundError, ImageDecodeError, RealtimeSDAError
+from ..media.heap import release_memory
 from ..streaming.tasks import cancel_and_wait
 from .broadcast import FrameHub
 from .logs import RefusalLog, client_address
@@ -224,6 +225,8 @@ class Client:
             await peer.close(timeout)
         if session is not None:
             await asyncio.wait_for(session.close(), timeout)
+        if peer is not None:  # its codecs' buffers were freed: hand the pages back (off the loop)
+            await asyncio.to_thread(release_memory)
 
     def _log_closed(self, peer: PeerSession) -> None:
         """One line with the session's figures."""

@@ -15,8 +15,6 @@ burst of 24-megapixel uploads does not leave the server at its peak size.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -25,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from ..errors import RealtimeSDAError
+from ..media.heap import release_memory
 from .security import Limits, decode_image
 
 __all__ = ["PhotoPool", "PhotoBusyError", "Upload", "pooled_avatar", "rig_job", "still_job", "warm_up", "release_memory",
@@ -36,27 +35,6 @@ T = TypeVar("T")
 #: uploads are decoded with their long side at most about this (JPEG at a reduced scale):
 #: the whole-photo output is at most 1280 px, and alignment needs far less
 UPLOAD_DECODE_SIDE = 1280
-
-_libc: Any = None
-
-
-def release_memory() -> bool:
-    """Return freed heap memory to the system (glibc ``malloc_trim(0)``); False where the C
-    library has none (musl, macOS, Windows)."""
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _libc = False
-    if not _libc:
-        return False
-    try:
-        return bool(_libc.malloc_trim(0))
-    except AttributeError:
-        return False
-
 
 class PhotoBusyError(RealtimeSDAError):
     """The photo pool is full (or this client already has a photo in it): try again."""
