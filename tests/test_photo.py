@@ -97,6 +97,59 @@ def test_mouth_follows_the_models_crop(full_and_crop, animator, astronaut):
     assert (np.percentile(photo_gap, 90) - np.percentile(photo_gap, 10)) / iod > 0.05  # visibly opens
 
 
+def test_mouth_pixels_measure_the_opening_where_lip_points_cannot(animator):
+    """The pixel measure of the model's mouth (for crops too rough for dlib's lip points):
+    about 0 at rest, rising with a taller dark gap where the mean face's mouth is, about 1
+    at the syllable signal's p90; None when the mouth's pixels never move."""
+    from realtime_sda.photo.mouthpixels import MouthPixels
+
+    cfg = animator.config
+    h, w = cfg.img_size
+    rng = np.random.default_rng(0)
+    face = rng.integers(90, 170, (h, w, 3)).astype(np.uint8)
+    x0, y0, x1, y1 = MouthPixels.mouth_box(cfg.mean_face, (h, w))
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and y0 > h // 2  # the lower face
+
+    def opened(rows: int) -> np.ndarray:
+        out = np.clip(face.astype(int) + rng.integers(-2, 3, face.shape), 0, 255).astype(np.uint8)  # shimmer
+        mid = (y0 + y1) // 2
+        out[mid - rows // 2 : mid + (rows + 1) // 2, x0 + 2 : x1 - 2] = 20  # the dark gap
+        return out
+
+    rest = np.stack([opened(0) for _ in range(12)])
+    speech = np.stack([opened(k % 5) for k in range(40)])
+    pixels = MouthPixels.calibrate(cfg.mean_face, (h, w), rest, speech)
+    assert pixels is not None
+    levels = [pixels(opened(rows)) for rows in range(5)]
+    assert levels[0] < 0.05 and all(a < b for a, b in zip(levels, levels[1:])) and 0.7 < levels[4] < 1.5, levels
+    assert MouthPixels.calibrate(cfg.mean_face, (h, w), rest, np.stack([opened(0) for _ in range(40)])) is None
+
+
+def test_a_tight_crop_opens_its_mouth_past_the_edge(animator, astronaut):
+    """A face cut off by the photo's bottom edge (as in a tight 112x112 crop): the warp is
+    held around the face's whole area, also past the edge, so the lower lip still moves down."""
+    from PIL import Image
+
+    from realtime_sda.photo.render import MouthPose
+    from realtime_sda.photo.setup import photo_renderer
+
+    rgb = np.asarray(Image.open(astronaut).convert("RGB"))
+    x0, y0, x1, y1 = detect_faces(rgb)[0]
+    marks = landmarks_in_box(rgb, (x0, y0, x1, y1))
+    bottom = int(marks[57, 1] + 0.6 * (marks[8, 1] - marks[57, 1]))  # the chin cut off
+    side = bottom - int(marks[19, 1]) + 20
+    cx = int(marks[30, 0])
+    tight = np.ascontiguousarray(rgb[bottom - side : bottom, cx - side // 2 : cx + side // 2])
+    renderer, _ = photo_renderer(animator.model, tight)
+    assert renderer.rig.anchors[:, 1].max() > tight.shape[0]  # held below the edge, not on it
+    rest = renderer.render(MouthPose(0.0, 0.0, 0.0))
+    talking = renderer.render(MouthPose(renderer.neutral.opening_scale, 0.0, 0.0))
+    lip = renderer.rig.landmarks[57]
+    box = detect_faces(tight)[0]
+    moved = landmarks_in_box(talking, box)[57, 1] - landmarks_in_box(rest, box)[57, 1]
+    assert moved > 0.05 * renderer.rig.eye_distance, (moved, lip)
+
+
 def test_group_photo_picks_the_face(animator, astronaut, speech, tmp_path):
     from PIL import Image
 

@@ -14,7 +14,7 @@ offline output are the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from ..training.blinks import eye_aspect_ratio
 from .interior import draw_interior
 from .landmarks import CropLandmarker, mouth_gap, mouth_width
+from .mouthpixels import MouthPixels
 from .rig import HELD, MOVING, PhotoRig
 from .warp import tps_field
 
@@ -43,6 +44,9 @@ _SPAN = 0.22
 _REST_GAP = 0.04
 #: how far the warp moves an upper lid towards the lower one in a full blink; the rest of the
 #: eye is painted over with lid skin (a warp that closes it fully folds the brow into it)
+#: a p90 lip opening under this (eye distances) over the syllable signal: the lip points do
+#: not see the model's mouth move (its crop too rough for them), so its pixels are read
+_LANDMARKS_MOVE = 0.03
 _LID_TRAVEL = 0.5  # lips parted at rest at most this much of the eye distance (photos that smile keep a little)
 
 
@@ -70,6 +74,8 @@ class NeutralFace:
     #: syllable signal, in eye distances): the model opens some faces twice as wide as
     #: others, so the photo's motion is scaled by it
     opening_scale: float = 0.1
+    #: the opening read off the crop's pixels instead, where the lip points do not follow it
+    pixels: MouthPixels | None = None
 
     @classmethod
     def from_landmarks(cls, marks: np.ndarray, opening_scale: float = 0.1) -> "NeutralFace":
@@ -103,11 +109,17 @@ def neutral_face(model: "SDAModel", still: "torch.Tensor", landmarker: CropLandm
     noise = NoiseSource(cfg.aux_latent, 0).next(windows.shape[1])[None].to(model.device)
     with torch.no_grad():
         video = model.generate(still.to(model.device), windows, noise)[0]
-    marks = np.stack([landmarker(f) for f in frames_to_uint8(video.permute(0, 2, 3, 1))])
+    crops = frames_to_uint8(video.permute(0, 2, 3, 1))
+    marks = np.stack([landmarker(f) for f in crops])
     rest = NeutralFace.from_landmarks(np.median(marks[:frames], axis=0))
     opening = (mouth_gap(marks[frames:]) - rest.gap) / rest.eye_distance
-    scale = max(float(np.percentile(opening, 90)), 0.02)
-    return NeutralFace.from_landmarks(np.median(marks[:frames], axis=0), opening_scale=scale)
+    p90 = float(np.percentile(opening, 90))
+    neutral = NeutralFace.from_landmarks(np.median(marks[:frames], axis=0), opening_scale=max(p90, 0.02))
+    if p90 < _LANDMARKS_MOVE:  # the lip points miss the model's mouth: read its pixels
+        pixels = MouthPixels.calibrate(cfg.mean_face, cfg.img_size, crops[:frames], crops[frames:])
+        if pixels is not None:
+            return replace(neutral, opening_scale=0.1, pixels=pixels)
+    return neutral
 
 
 class PhotoRenderer:
@@ -136,9 +148,14 @@ class PhotoRenderer:
         m = self.landmarker(crop)
         n = self.neutral
         ratio = float(eye_aspect_ratio(m[None])[0]) / max(n.eyes, 1e-6)
+        if n.pixels is not None:  # the opening from the mouth's pixels (scaled as p90 -> 0.1)
+            opening, widening = n.opening_scale * n.pixels(crop), 0.0
+        else:
+            opening = (float(mouth_gap(m)) - n.gap) / n.eye_distance
+            widening = (float(mouth_width(m)) - n.width) / n.eye_distance
         return MouthPose(
-            opening=(float(mouth_gap(m)) - n.gap) / n.eye_distance,
-            widening=(float(mouth_width(m)) - n.width) / n.eye_distance,
+            opening=opening,
+            widening=widening,
             # the model closes its eyes below ~0.8 of their open size; half closed shows as a blink
             blink=float(np.clip((0.8 - ratio) / 0.2, 0.0, 1.0)),
         )

@@ -73,12 +73,17 @@ class PhotoRig:
         return warp_affine(self.photo, self.to_crop, (int(h), int(w)))
 
 
-def _region(marks: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
-    """The face's box grown to hold the jaw's travel, clipped to the photo."""
+def _face_area(marks: np.ndarray) -> tuple[int, int, int, int]:
+    """The face's box grown to hold the jaw's travel (it may reach past the photo's edges)."""
     lo, hi = marks.min(0), marks.max(0)
     centre, half = (lo + hi) / 2.0, (hi - lo) * 0.75
     x0, y0 = np.floor(centre - half).astype(int)
     x1, y1 = np.ceil(centre + half + np.array([0.0, 0.25 * (hi - lo)[1]])).astype(int)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _clip(area: tuple[int, int, int, int], height: int, width: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = area
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
@@ -128,8 +133,11 @@ def prepare_photo(
     mean_face = np.asarray(config.mean_face, dtype=np.float64)
     idx = list(ALIGN_POINTS)
     to_crop = similarity_transform(marks[idx], mean_face[idx])
-    region = _region(marks, h, w)
-    anchors = _ring(region)
+    area = _face_area(marks)
+    region = _clip(area, h, w)
+    # the warp is held at zero around the whole area, even where it lies past the photo's
+    # edge: a tight crop (chin at the bottom edge) would otherwise pin the lower lip in place
+    anchors = _ring(area)
     x0, y0, x1, y1 = region
     # samples at the centres of GRID_STEP-pixel cells, so a bilinear resize by GRID_STEP
     # lands every sample on its cell (cv2's half-pixel convention)
