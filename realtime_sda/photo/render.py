@@ -41,13 +41,14 @@ _LIDS = ((37, 41), (38, 40), (43, 47), (44, 46))
 #: the opening beyond rest (eye distances) approaches this as the model's opening passes its
 #: usual (p90) width for the face: wider reads as another person, narrower as a mumble
 _SPAN = 0.22
+#: lips parted at rest at most this much of the eye distance (photos that smile keep a little)
 _REST_GAP = 0.04
 #: how far the warp moves an upper lid towards the lower one in a full blink; the rest of the
 #: eye is painted over with lid skin (a warp that closes it fully folds the brow into it)
+_LID_TRAVEL = 0.5
 #: a p90 lip opening under this (eye distances) over the syllable signal: the lip points do
 #: not see the model's mouth move (its crop too rough for them), so its pixels are read
 _LANDMARKS_MOVE = 0.03
-_LID_TRAVEL = 0.5  # lips parted at rest at most this much of the eye distance (photos that smile keep a little)
 
 
 @dataclass(frozen=True)
