@@ -21,7 +21,8 @@ import pytest
 
 pytest.importorskip("pipecat")
 pytest.importorskip("tkinter", reason="tkinter is not installed (apt-get install python3-tk)")
-pytest.importorskip("pyaudio", reason="pyaudio is not installed (apt-get install portaudio19-dev; pip install pyaudio)")
+pytest.importorskip("pyaudio", reason="pyaudio is not installed (apt-get install portaudio19-dev;"
+                    " pip install 'realtime-sda[pipecat-local]')")
 
 pytestmark = [pytest.mark.slow]
 
