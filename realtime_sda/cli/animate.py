@@ -48,7 +48,8 @@ def add_photo_options(p: argparse.ArgumentParser, live: bool = False) -> None:
     p.add_argument("--crop", action="store_true",
                    help="output the model's aligned face crop (what the original library made) instead of the whole photo")
     p.add_argument("--size", type=int, default=None, metavar="PX",
-                   help=f"long side of the live photo in pixels (default {LIVE_SIZE}: real time on 2 CPU cores)" if live
+                   help=(f"long side of the live photo in pixels (default: the photo's, at most {LIVE_SIZE}: real time "
+                         "on 2 CPU cores)") if live
                    else "long side of the output photo in pixels (default: the photo's, at most 1280)")
     p.add_argument("--face", type=int, default=0, metavar="N",
                    help="which face of a group photo to animate: 0 = the largest (see 'realtime-sda faces PHOTO')")

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", action="store_true",
                    help="show the model's aligned face crop instead of the whole photo (default avatar and uploads)")
     p.add_argument("--size", type=int, default=512, metavar="PX",
-                   help="long side of the whole-photo video in pixels (default 512, real time on a 2-core CPU)")
+                   help="long side of the whole-photo video in pixels at most (default 512, real time on a 2-core "
+                        "CPU; smaller photos keep their size)")
     p.add_argument("--max-sessions", type=int, default=8, help="concurrent page connections (default 8)")
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL (repeatable); none by default, so no traffic leaves this network")

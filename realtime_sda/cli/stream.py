@@ -121,8 +121,10 @@ async def _stream(args: argparse.Namespace, sinks: list[Any]) -> Any:
         renderer = None
         options = photo_options(args)
         if still is None:
-            renderer, still = await worker.prepare_photo(args.avatar, face=options["face"],
-                                                         size=options["size"] or LIVE_SIZE)
+            # --size is the size; by default the photo's own, at most LIVE_SIZE (a small
+            # photo enlarged would only cost time: a 112 px crop at 512 px ran at 16 fps)
+            renderer, still = await worker.prepare_photo(args.avatar, face=options["face"], size=options["size"],
+                                                         max_side=LIVE_SIZE)
         session = await worker.open_session(
             still, seed=args.seed, lookahead_ms=args.lookahead_ms, realtime=True, grace_ms=args.grace_ms,
             catchup_frames=args.max_lag_frames if args.max_lag_frames > 0 else None, renderer=renderer,

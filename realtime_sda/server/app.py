@@ -76,7 +76,8 @@ class ServerConfig:
     #: show the whole photo (uploads and the default avatar photo), the face moving in it;
     #: False: the model's aligned crop, as before
     photo: bool = True
-    #: long side of the whole-photo frames, pixels (512 stays real time on a 2-core CPU)
+    #: long side of the whole-photo frames at most, pixels (512 stays real time on a 2-core CPU;
+    #: a smaller photo keeps its size)
     photo_size: int | None = 512
     #: PEM certificate (chain) and private key: serve HTTPS/WSS (``serve --tls-cert/--tls-key``)
     tls_cert: Path | None = None

@@ -131,10 +131,12 @@ def _image(image: Any) -> Any:
 
 
 def rig_job(image: Any, config: Any, size: int | None) -> Any:
-    """Pool job: (rig, still) of a photo (an :class:`Upload` is decoded first)."""
+    """Pool job: (rig, still) of a photo (an :class:`Upload` is decoded first), its long side
+    at most ``size`` (a smaller photo is never enlarged: that would only cost time)."""
+    from ..photo.rig import DEFAULT_MAX_SIDE
     from ..photo.setup import rig_and_still
 
-    return rig_and_still(_image(image), config, size=size)
+    return rig_and_still(_image(image), config, max_side=size or DEFAULT_MAX_SIDE)
 
 
 def still_job(image: Any, config: Any) -> Any:

@@ -142,14 +142,16 @@ class InferenceWorker:
 
     # ---- sessions -----------------------------------------------------------------------------
     async def prepare_photo(
-        self, image: Any, *, face: int = 0, size: int | None = None
+        self, image: Any, *, face: int = 0, size: int | None = None, max_side: int = 1280
     ) -> tuple["PhotoRenderer", torch.Tensor]:
         """(renderer, still) for a session that shows the whole photo ``image`` with face
-        ``face`` (0 = largest) moving, long side ``size`` (default the photo's, at most 1280).
-        Detection runs off the event loop; the model's rest pose on the inference thread."""
+        ``face`` (0 = largest) moving, long side ``size`` (default the photo's, at most
+        ``max_side``: a smaller photo is never enlarged then). Detection runs off the event
+        loop; the model's rest pose on the inference thread."""
         from ..photo.setup import renderer_for, rig_and_still
 
-        rig, still = await asyncio.to_thread(rig_and_still, image, self.config, face=face, size=size)
+        rig, still = await asyncio.to_thread(rig_and_still, image, self.config, face=face, size=size,
+                                             max_side=max_side)
         return await self.submit(lambda: renderer_for(self.model, rig, still)), still
 
     async def open_session(
