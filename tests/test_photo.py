@@ -38,6 +38,14 @@ def speech(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def short_speech(tmp_path_factory):
+    """About a second of speech, for the CLI runs that only check what they write."""
+    from realtime_sda.media.speech import synthesize_speech
+
+    return synthesize_speech("Hello there, good day.", tmp_path_factory.mktemp("tts") / "short.wav")
+
+
+@pytest.fixture(scope="module")
 def animator():
     return VideoAnimator("default", gpu=-1)
 
@@ -171,6 +179,26 @@ def test_group_photo_picks_the_face(animator, astronaut, speech, tmp_path):
         animator.animate(path, speech, full_frame=True, face=2)
 
 
+def test_live_photo_size_is_a_cap_never_an_enlargement(animator, astronaut, tmp_path):
+    """Live paths (preview, vcam: ``max_side``) show a photo at its own size up to the cap: a
+    small photo is not enlarged (that only costs time), a large one is scaled down to it."""
+    from PIL import Image
+
+    from realtime_sda.streaming import InferenceWorker
+
+    small = tmp_path / "small.png"
+    Image.open(astronaut).resize((200, 200)).save(small)
+
+    async def run():
+        async with InferenceWorker(animator.model) as worker:
+            kept, _ = await worker.prepare_photo(small, max_side=512)
+            capped, _ = await worker.prepare_photo(astronaut, max_side=320)
+            exact, _ = await worker.prepare_photo(small, size=300, max_side=512)  # --size: that size
+            return kept.size, capped.size, exact.size
+
+    assert asyncio.run(run()) == ((200, 200), (320, 320), (300, 300))
+
+
 def test_streaming_full_frame_equals_offline(animator, astronaut, speech, full_and_crop):
     from realtime_sda.media.audio import load_audio
     from realtime_sda.streaming import InferenceWorker
@@ -193,7 +221,7 @@ def test_streaming_full_frame_equals_offline(animator, astronaut, speech, full_a
     assert np.mean(diff == 0) > 0.95 and diff.max() < 1.0
 
 
-def test_cli_animate_defaults_to_the_whole_photo_and_lists_faces(astronaut, speech, tmp_path):
+def test_cli_animate_defaults_to_the_whole_photo_and_lists_faces(astronaut, short_speech, tmp_path):
     import av
 
     out = tmp_path / "talk.mp4"
@@ -201,14 +229,14 @@ def test_cli_animate_defaults_to_the_whole_photo_and_lists_faces(astronaut, spee
     def run(*a: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "realtime_sda", *a], capture_output=True, text=True, timeout=300)
 
-    res = run("animate", str(astronaut), str(speech), "-o", str(out), "--quiet", "--size", "256")
+    res = run("animate", str(astronaut), str(short_speech), "-o", str(out), "--quiet", "--size", "256")
     assert res.returncode == 0, res.stderr
     with av.open(str(out)) as c:
         assert (c.streams.video[0].height, c.streams.video[0].width) == (256, 256)
         assert len(c.streams.audio) == 1
     res = run("faces", str(astronaut))
     assert res.returncode == 0 and "--face 0" in res.stdout
-    res = run("animate", str(astronaut), str(speech), "-o", str(out), "--crop", "--face", "1")
+    res = run("animate", str(astronaut), str(short_speech), "-o", str(out), "--crop", "--face", "1")
     assert res.returncode != 0 and "Traceback" not in res.stderr and "--crop" in res.stderr
 
 
@@ -243,12 +271,12 @@ def _photo(path):
     return np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
 
 
-def test_cli_evaluate_photos(astronaut, speech, tmp_path):
+def test_cli_evaluate_photos(astronaut, short_speech, tmp_path):
     import json
 
     out = tmp_path / "eval.json"
     res = subprocess.run([sys.executable, "-m", "realtime_sda", "evaluate", "--model", "default", "--photos",
-                          str(astronaut), "--speech", str(speech), "--out", str(out)],
+                          str(astronaut), "--speech", str(short_speech), "--out", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     result = json.loads(out.read_text())
