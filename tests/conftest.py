@@ -1,9 +1,12 @@
 """Shared fixtures: random-weight checkpoints in the exact original layout, a face photo and
 speech made here (every test runs in a fresh clone); the original example, for the few tests
-that compare with it."""
+that compare with it; a private X display (Xvfb) for the window tests."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,30 @@ def grid_checkpoint_legacy(tmp_path_factory) -> Path:
     return write_random_checkpoint(
         tmp_path_factory.mktemp("ckpt") / "grid_random.dat", grid_config(), seed=2, legacy=True
     )
+
+
+@pytest.fixture()
+def xvfb():
+    """A private Xvfb (640x480) with a black root window; it picks a free display itself
+    (-displayfd), so parallel test runs of other suites cannot collide with it."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-br", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,),
+    )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as f:
+            number = f.readline().strip()
+        if not number.isdigit():
+            pytest.fail("Xvfb did not report a display number")
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

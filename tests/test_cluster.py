@@ -69,6 +69,19 @@ async def front_door():
         yield door
 
 
+@contextlib.asynccontextmanager
+async def playing_page(wav: Path, profile: Path, url: str) -> Any:
+    """The page at ``url`` in headless Chromium (``wav`` as its microphone), started and
+    showing the avatar; its DevTools session."""
+    from testsupport.chromium import HeadlessChromium
+
+    async with HeadlessChromium(wav, profile) as browser, browser.page(url) as cdp:
+        await cdp.wait_for("window.sda && window.sda.ready !== null", 30, "the page to connect")
+        await cdp.js("document.getElementById('start').click()")
+        await cdp.wait_for("document.getElementById('avatar').readyState >= 2", 40, "the avatar video")
+        yield cdp
+
+
 async def wait_until(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -430,7 +443,7 @@ def test_page_in_chromium_keeps_its_session_when_its_front_door_goes(cluster, tm
     behind a load balancer): the page resumes its session there on its own (?resume=ID), its
     video never stopping and no new session made."""
     from realtime_sda.cluster import FrontDoor, FrontDoorConfig
-    from testsupport.chromium import CHROMIUM, HeadlessChromium
+    from testsupport.chromium import CHROMIUM
     from testsupport.media import write_speech_like_wav
 
     if CHROMIUM is None:
@@ -444,11 +457,7 @@ def test_page_in_chromium_keeps_its_session_when_its_front_door_goes(cluster, tm
         second = None
         try:
             await settled(first)
-            async with HeadlessChromium(wav, tmp_path / "profile") as browser, \
-                    browser.page(f"http://127.0.0.1:{port}/") as cdp:
-                await cdp.wait_for("window.sda && window.sda.ready !== null", 30, "the page to connect")
-                await cdp.js("document.getElementById('start').click()")
-                await cdp.wait_for("document.getElementById('avatar').readyState >= 2", 40, "the avatar video")
+            async with playing_page(wav, tmp_path / "profile", f"http://127.0.0.1:{port}/") as cdp:
                 session = await cdp.js("window.sda.cluster.session")
                 await first.stop()
                 t0 = await cdp.js(video_time)
@@ -535,7 +544,7 @@ def test_page_in_chromium_reconnects_when_its_worker_dies(cluster, tmp_path):
     process is killed; the page is told, reconnects on its own to another worker and plays
     again (the killed worker is restarted by Ray, as the node test checks). Last: no later
     test waits for that restart."""
-    from testsupport.chromium import CHROMIUM, HeadlessChromium
+    from testsupport.chromium import CHROMIUM
     from testsupport.media import write_speech_like_wav
 
     if CHROMIUM is None:
@@ -546,11 +555,7 @@ def test_page_in_chromium_reconnects_when_its_worker_dies(cluster, tmp_path):
     async def main():
         async with front_door() as door:
             await settled(door, workers=3)
-            async with HeadlessChromium(wav, tmp_path / "profile") as browser, \
-                    browser.page(f"http://127.0.0.1:{door.port}/") as cdp:
-                await cdp.wait_for("window.sda && window.sda.ready !== null", 30, "the page to connect")
-                await cdp.js("document.getElementById('start').click()")
-                await cdp.wait_for("document.getElementById('avatar').readyState >= 2", 40, "the avatar video")
+            async with playing_page(wav, tmp_path / "profile", f"http://127.0.0.1:{door.port}/") as cdp:
                 first = await cdp.js("window.sda.cluster.worker")
                 killed_at = time.monotonic()
                 ray.kill(ray.get_actor(first, namespace="realtime-sda"), no_restart=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,33 +196,6 @@ out["waited"] = round(time.monotonic() + 3 - deadline, 2)
 out["alive"] = [t.name for t in set(threading.enumerate()) - before]
 print(json.dumps(out))
 """
-
-
-@pytest.fixture()
-def xvfb():
-    """A private Xvfb with a black root window (as tests/test_stream_devices.py): it picks a
-    free display itself (-displayfd), so parallel runs cannot collide with it."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-br", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,),
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as f:
-            number = f.readline().strip()
-        if not number.isdigit():
-            pytest.fail("Xvfb did not report a display number")
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture()

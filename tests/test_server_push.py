@@ -123,6 +123,6 @@ def test_a_burst_is_queued_and_played_at_real_time_for_a_viewer_already_watching
     assert abs(fps - 25.0) < 3.0, fps
     assert np.diff(times).max() < 0.5
     assert np.abs(audio_back).max() > 0.05  # the pushed speech comes back with the avatar
-    # decoding/resampling ran off the loop: on the loop, 60 s of audio took ~0.6 s; a loaded 2-core CI
+    # decoding/resampling ran off the loop (on it, one 8 MB message took ~0.6 s); a loaded 2-core CI
     # machine has shown single stalls of ~0.3 s from scheduling alone
     assert lag < 0.5, lag

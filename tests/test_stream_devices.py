@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -97,33 +96,6 @@ def test_microphone_through_portaudio_null_device(tiny_checkpoint, null_audio_ho
     assert out["audio_rate"] == 16000  # resampled from 44.1 kHz to the model rate
     assert "no usable microphone 99" in out["bad"] and "Input devices: 0: default" in out["bad"]
     assert out["alive"] == []  # PortAudio stream, worker and sink threads all gone
-
-
-@pytest.fixture()
-def xvfb():
-    """A private Xvfb with a black root window; it picks a free display itself (-displayfd),
-    so parallel test runs of other suites cannot collide with it."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-br", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,),
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as f:
-            number = f.readline().strip()
-        if not number.isdigit():
-            pytest.fail("Xvfb did not report a display number")
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow

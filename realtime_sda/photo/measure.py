@@ -25,7 +25,6 @@ __all__ = ["photo_measures", "read_video", "evaluate_photos"]
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
 def _recognizer() -> Any:
     """dlib's face recognition network, loaded once (22 MB)."""
     import dlib

@@ -20,8 +20,6 @@ __all__ = ["MouthPixels"]
 #: a pixel measure whose p90 over the syllable signal is under this many grey levels above
 #: rest is the model not moving the mouth at all
 MIN_SCALE = 2.0
-
-
 #: the part of the scale taken for the face's shimmer at rest
 DEADBAND = 0.2
 

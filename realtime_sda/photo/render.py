@@ -119,12 +119,11 @@ def neutral_face(model: "SDAModel", still: "torch.Tensor", landmarker: CropLandm
     rest = NeutralFace.from_landmarks(np.median(marks[:frames], axis=0))
     opening = (mouth_gap(marks[frames:]) - rest.gap) / rest.eye_distance
     p90 = float(np.percentile(opening, 90))
-    neutral = NeutralFace.from_landmarks(np.median(marks[:frames], axis=0), opening_scale=max(p90, 0.02))
     if p90 < _LANDMARKS_MOVE:  # the lip points miss the model's mouth: read its pixels
         pixels = MouthPixels.calibrate(cfg.mean_face, cfg.img_size, crops[:frames], crops[frames:])
         if pixels is not None:
-            return replace(neutral, opening_scale=0.1, pixels=pixels)
-    return neutral
+            return replace(rest, pixels=pixels)  # its openings come in units of the default scale
+    return replace(rest, opening_scale=max(p90, 0.02))
 
 
 class PhotoRenderer:
@@ -153,7 +152,7 @@ class PhotoRenderer:
         m = self.landmarker(crop)
         n = self.neutral
         ratio = float(eye_aspect_ratio(m[None])[0]) / max(n.eyes, 1e-6)
-        if n.pixels is not None:  # the opening from the mouth's pixels (scaled as p90 -> 0.1)
+        if n.pixels is not None:  # the opening from the mouth's pixels (its p90 -> the opening scale)
             opening, widening = n.opening_scale * n.pixels(crop), 0.0
         else:
             opening = (float(mouth_gap(m)) - n.gap) / n.eye_distance
