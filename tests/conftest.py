@@ -1,6 +1,7 @@
 """Shared fixtures: random-weight checkpoints in the exact original layout, a face photo and
 speech made here (every test runs in a fresh clone); the original example, for the few tests
-that compare with it; a private X display (Xvfb) for the window tests."""
+that compare with it; a private X display (Xvfb) for the window tests; the command line in
+forked processes of one server that imported torch once (``cli``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from testsupport.clirunner import CliRunner
 from testsupport.media import face_photo, write_speech_like_wav
 from testsupport.models import grid_config, random_model, tiny_config, write_random_checkpoint
 
@@ -103,3 +105,16 @@ def xvfb():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``cli(args, env=None, cwd=None, timeout=120)``: ``realtime-sda *args`` as
+    ``subprocess.run(..., capture_output=True, text=True)`` returns it, each command a forked
+    child of one fork server that imported torch and the CLI once (testsupport/clirunner.py);
+    ``env`` is the whole environment (None: this process's os.environ at the call)."""
+    runner = CliRunner()
+    try:
+        yield runner.run
+    finally:
+        runner.close()

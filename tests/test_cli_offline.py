@@ -1,5 +1,7 @@
-"""The real command line in a subprocess: ``animate`` to an mp4, ``models`` listing, and clean
-error messages (no tracebacks)."""
+"""The command line: ``animate`` to an mp4, ``models`` listing, and clean error messages (no
+tracebacks). The first test runs ``python -m realtime_sda`` in a fresh subprocess (the
+``__main__`` path); the rest run through the ``cli`` fixture (forked processes of one server
+that imported torch once)."""
 
 from __future__ import annotations
 
@@ -20,30 +22,21 @@ LFS_POINTER = (
 )
 
 
-def _run(args: list[str], env_extra: dict[str, str], cwd: Path, exe: list[str] | None = None):
-    env = dict(os.environ)
-    env.update(env_extra)
-    return subprocess.run(
-        (exe or [sys.executable, "-m", "realtime_sda"]) + args,
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
-    )
-
-
 @pytest.fixture()
 def isolated(tmp_path):
-    """An empty model search path (no user models leak into the test)."""
+    """The environment with an empty model search path (no user models leak into the test)."""
     models = tmp_path / "models"
     models.mkdir()
-    return {"REALTIME_SDA_MODELS": str(models), "XDG_CACHE_HOME": str(tmp_path / "cache")}, models
+    return dict(os.environ, REALTIME_SDA_MODELS=str(models), XDG_CACHE_HOME=str(tmp_path / "cache")), models
 
 
 def test_animate_writes_an_mp4(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
     env, _ = isolated
     out = tmp_path / "talk.mp4"
-    res = _run(
-        ["animate", str(face_image), str(speech_wav), "-o", str(out),
+    res = subprocess.run(
+        [sys.executable, "-m", "realtime_sda", "animate", str(face_image), str(speech_wav), "-o", str(out),
          "--model", str(tiny_checkpoint), "--device", "cpu", "--seed", "1", "--scale", "2", "--crop"],
-        env, tmp_path,
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
     )
     assert res.returncode == 0, res.stderr
     assert "wrote" in res.stdout and "75 frames" in res.stdout
@@ -55,18 +48,18 @@ def test_animate_writes_an_mp4(tmp_path, tiny_checkpoint, face_image, speech_wav
         assert sum(1 for _ in c.decode(video=0)) == 75
 
 
-def test_animate_finds_the_default_model_by_name(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
+def test_animate_finds_the_default_model_by_name(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, cli):
     env, models = isolated
     shutil.copy(tiny_checkpoint, models / "default.pt")
     out = tmp_path / "a.mp4"
-    res = _run(["animate", str(face_image), str(speech_wav),
-                "-o", str(out), "--aligned", "--quiet"], env, tmp_path)
+    res = cli(["animate", str(face_image), str(speech_wav),
+              "-o", str(out), "--aligned", "--quiet"], env, tmp_path)
     assert res.returncode == 0, res.stderr
     assert out.is_file() and "animating" not in res.stderr
 
 
 @pytest.mark.parametrize("case", ["no-model", "lfs", "no-face", "bad-audio"])
-def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, case):
+def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, case, cli):
     env, models = isolated
     image, audio = str(face_image), str(speech_wav)
     args = ["--model", str(tiny_checkpoint)]
@@ -85,7 +78,7 @@ def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, face_image, speech_
         audio = str(tmp_path / "noise.mp3")
         Path(audio).write_bytes(b"\x00garbage" * 50)
         expected = "could not decode audio"
-    res = _run(["animate", image, audio, "-o", str(tmp_path / "x.mp4")] + args, env, tmp_path)
+    res = cli(["animate", image, audio, "-o", str(tmp_path / "x.mp4")] + args, env, tmp_path)
     assert res.returncode == 1
     assert res.stderr.startswith("realtime-sda: error:") and expected in res.stderr
     assert "Traceback" not in res.stderr
@@ -93,7 +86,7 @@ def test_animate_errors_are_clean(tmp_path, tiny_checkpoint, face_image, speech_
 
 
 @pytest.mark.parametrize("case", ["cuda-without-gpu", "gpu", "empty-wav"])
-def test_device_and_empty_audio_errors_are_one_line(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, case):
+def test_device_and_empty_audio_errors_are_one_line(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, case, cli):
     """--device cuda where no GPU is seen, an unknown device name, a 0-byte wav: one line on
     stderr naming the fix, no traceback."""
     import torch
@@ -110,25 +103,24 @@ def test_device_and_empty_audio_errors_are_one_line(tmp_path, tiny_checkpoint, f
         audio = str(tmp_path / "empty.wav")
         Path(audio).write_bytes(b"")
         expected = "is empty (0 bytes)"
-    res = _run(["animate", str(face_image), audio, "-o", str(tmp_path / "x.mp4")] + args, env, tmp_path)
+    res = cli(["animate", str(face_image), audio, "-o", str(tmp_path / "x.mp4")] + args, env, tmp_path)
     assert res.returncode == 1
     assert "Traceback" not in res.stderr and "Errno" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert res.stderr.startswith("realtime-sda: error:") and expected in res.stderr
     if case == "gpu":  # demo takes the same --device
-        res = _run(["demo", "-o", str(tmp_path / "d.mp4"), "--device", "gpu"], env, tmp_path)
+        res = cli(["demo", "-o", str(tmp_path / "d.mp4"), "--device", "gpu"], env, tmp_path)
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
         assert expected in res.stderr
 
 
-def test_models_lists_what_is_found_and_missing(tmp_path, tiny_checkpoint, isolated):
+def test_models_lists_what_is_found_and_missing(tmp_path, tiny_checkpoint, isolated, cli):
     env, models = isolated
     shutil.copy(tiny_checkpoint, models / "default.pt")
     shutil.copy(tiny_checkpoint, models / "timit.dat")  # named like a published file, but differs
     shutil.copy(tiny_checkpoint, models / "my_speaker.pt")
     (models / "grid.dat").write_text(LFS_POINTER)
-    exe = shutil.which("realtime-sda")
-    res = _run(["models"], env, tmp_path, exe=[exe] if exe else None)
+    res = cli(["models"], env, tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert str(models) in out and str(Path(tmp_path / "cache" / "realtime-sda" / "models")) in out
@@ -142,7 +134,7 @@ def test_models_lists_what_is_found_and_missing(tmp_path, tiny_checkpoint, isola
     missing = out.split("Missing, and where to get it:")[1]
     assert "crema" in missing and "git lfs pull" in missing and "lrw" in missing and "default" not in missing
 
-    res = _run(["models", "--json"], env, tmp_path)
+    res = cli(["models", "--json"], env, tmp_path)
     report = json.loads(res.stdout)
     by_name = {m["name"]: m for m in report["models"]}
     assert by_name["grid"]["check"] == "lfs-pointer" and by_name["timit"]["check"] == "differs"
@@ -150,25 +142,25 @@ def test_models_lists_what_is_found_and_missing(tmp_path, tiny_checkpoint, isola
     assert report["search_path"][0] == str(models)
 
 
-def test_animate_speaks_text_with_espeak(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
+def test_animate_speaks_text_with_espeak(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, cli):
     """--text instead of AUDIO (as demo does); exactly one of the two."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     env, _ = isolated
     out = tmp_path / "said.mp4"
-    res = _run(["animate", str(face_image), "--text", "Bin blue at F two now.", "--voice", "en-us",
-                "-o", str(out), "--model", str(tiny_checkpoint), "--crop", "--quiet"], env, tmp_path)
+    res = cli(["animate", str(face_image), "--text", "Bin blue at F two now.", "--voice", "en-us",
+              "-o", str(out), "--model", str(tiny_checkpoint), "--crop", "--quiet"], env, tmp_path)
     assert res.returncode == 0, res.stderr
     with av.open(str(out)) as c:
         assert c.streams.audio[0].codec_context.name == "aac"
         assert sum(1 for _ in c.decode(video=0)) >= 25
     for extra in ([], [str(speech_wav), "--text", "hello"]):
-        res = _run(["animate", str(face_image), *extra, "-o", str(tmp_path / "x.mp4"),
-                    "--model", str(tiny_checkpoint)], env, tmp_path)
+        res = cli(["animate", str(face_image), *extra, "-o", str(tmp_path / "x.mp4"),
+                  "--model", str(tiny_checkpoint)], env, tmp_path)
         assert res.returncode == 1 and "exactly one of AUDIO" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_aligned_on_a_whole_photo_warns(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated):
+def test_aligned_on_a_whole_photo_warns(tmp_path, tiny_checkpoint, face_image, speech_wav, isolated, cli):
     """--aligned on an image that is not an aligned crop (a face far smaller than the image, or
     an aspect far from the model's) prints a warning; on an aligned-looking crop it does not.
     The command once each way; the other image through the same check it runs."""
@@ -183,12 +175,12 @@ def test_aligned_on_a_whole_photo_warns(tmp_path, tiny_checkpoint, face_image, s
     canvas = Image.new("RGB", (4 * w, 4 * h), (90, 110, 130))  # the face small in a large photo
     canvas.paste(src, (w, h))
     canvas.save(tmp_path / "small.png")
-    res = _run(["animate", str(tmp_path / "small.png"), str(speech_wav), "-o", str(tmp_path / "x.mp4"),
-                "--model", str(tiny_checkpoint), "--aligned", "--quiet"], env, tmp_path)
+    res = cli(["animate", str(tmp_path / "small.png"), str(speech_wav), "-o", str(tmp_path / "x.mp4"),
+              "--model", str(tiny_checkpoint), "--aligned", "--quiet"], env, tmp_path)
     assert res.returncode == 0, res.stderr
     assert "warning: --aligned" in res.stderr and "leave out --aligned" in res.stderr, res.stderr
     wide = src.resize((3 * w, h))  # an aspect far from the model's
     assert "leave out --aligned" in (aligned_crop_doubt(wide, load_model(tiny_checkpoint).config) or "")
-    res = _run(["animate", str(face_image), str(speech_wav), "-o", str(tmp_path / "x.mp4"),
-                "--model", str(tiny_checkpoint), "--aligned", "--quiet"], env, tmp_path)
+    res = cli(["animate", str(face_image), str(speech_wav), "-o", str(tmp_path / "x.mp4"),
+              "--model", str(tiny_checkpoint), "--aligned", "--quiet"], env, tmp_path)
     assert res.returncode == 0 and "warning" not in res.stderr, res.stderr

@@ -89,10 +89,9 @@ def test_missing_ray_is_one_clear_line(monkeypatch):
     assert "pip install 'realtime-sda[cluster]'" in text and "\n" not in text
 
 
-def test_serve_cluster_bad_worker_cpus_is_one_line():
+def test_serve_cluster_bad_worker_cpus_is_one_line(cli):
     pytest.importorskip("ray")
-    out = subprocess.run([sys.executable, "-m", "realtime_sda", "serve", "--cluster", "auto", "--worker-cpus", "0"],
-                         capture_output=True, text=True, timeout=120)
+    out = cli(["serve", "--cluster", "auto", "--worker-cpus", "0"], timeout=120)
     assert out.returncode != 0
     assert "--worker-cpus must be at least 1, got 0" in out.stderr
     assert "Traceback" not in out.stderr

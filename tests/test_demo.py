@@ -1,9 +1,7 @@
-"""The README's run command: ``realtime-sda demo`` on the embedded default model and avatar."""
+"""The README's run command: ``realtime-sda demo`` on the embedded default model and avatar
+(the command line through the ``cli`` fixture: forked processes of one server)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import av
 import pytest
@@ -11,16 +9,13 @@ import pytest
 from realtime_sda.checkpoints.registry import resolve_model
 
 
-def test_demo_writes_a_talking_face_mp4(tmp_path):
+def test_demo_writes_a_talking_face_mp4(tmp_path, cli):
     try:
         resolve_model("default")
     except Exception as exc:  # the default model ships with the repository
         pytest.fail(f"the embedded default model is missing: {exc}")
     out = tmp_path / "demo.mp4"
-    proc = subprocess.run(
-        [sys.executable, "-m", "realtime_sda", "demo", "-o", str(out), "--text", "Bin blue at F two now."],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = cli(["demo", "-o", str(out), "--text", "Bin blue at F two now."], timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout
     with av.open(str(out)) as container:
@@ -34,27 +29,20 @@ def test_demo_writes_a_talking_face_mp4(tmp_path):
     assert max(diffs) > 0.5
 
 
-def test_demo_without_espeak_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on this PATH
-    proc = subprocess.run(
-        [sys.executable, "-m", "realtime_sda", "demo", "-o", str(tmp_path / "x.mp4")],
-        capture_output=True, text=True, timeout=300,
-    )
+def test_demo_without_espeak_says_what_to_install(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on this PATH (looked up when it runs)
+    proc = cli(["demo", "-o", str(tmp_path / "x.mp4")], timeout=300)
     assert proc.returncode == 1
     assert "espeak-ng is not installed" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_demo_scale_prints_the_size_written_and_every_option_has_help(tmp_path):
+def test_demo_scale_prints_the_size_written_and_every_option_has_help(tmp_path, cli):
     out = tmp_path / "big.mp4"
-    proc = subprocess.run(
-        [sys.executable, "-m", "realtime_sda", "demo", "-o", str(out), "--text", "Hi.", "--scale", "4", "--crop"],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = cli(["demo", "-o", str(out), "--text", "Hi.", "--scale", "4", "--crop"], timeout=300)
     assert proc.returncode == 0, proc.stderr
     with av.open(str(out)) as container:
         h, w = container.streams.video[0].height, container.streams.video[0].width
     assert (w, h) == (192, 256)  # the default model's 48x64 crop, 4x
     assert f"of {w}x{h} at" in proc.stdout
-    helptext = subprocess.run([sys.executable, "-m", "realtime_sda", "demo", "--help"],
-                              capture_output=True, text=True, timeout=60).stdout
+    helptext = cli(["demo", "--help"], timeout=60).stdout
     assert "noise seed" in helptext

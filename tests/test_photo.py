@@ -6,8 +6,6 @@ that package) and compositions of it; speech from espeak-ng (installed by .ci/in
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -221,13 +219,13 @@ def test_streaming_full_frame_equals_offline(animator, astronaut, speech, full_a
     assert np.mean(diff == 0) > 0.95 and diff.max() < 1.0
 
 
-def test_cli_animate_defaults_to_the_whole_photo_and_lists_faces(astronaut, short_speech, tmp_path):
+def test_cli_animate_defaults_to_the_whole_photo_and_lists_faces(astronaut, short_speech, tmp_path, cli):
     import av
 
     out = tmp_path / "talk.mp4"
 
-    def run(*a: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "realtime_sda", *a], capture_output=True, text=True, timeout=300)
+    def run(*a: str):
+        return cli(a, timeout=300)
 
     res = run("animate", str(astronaut), str(short_speech), "-o", str(out), "--quiet", "--size", "256")
     assert res.returncode == 0, res.stderr
@@ -271,18 +269,16 @@ def _photo(path):
     return np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
 
 
-def test_cli_evaluate_photos(astronaut, short_speech, tmp_path):
+def test_cli_evaluate_photos(astronaut, short_speech, tmp_path, cli):
     import json
 
     out = tmp_path / "eval.json"
-    res = subprocess.run([sys.executable, "-m", "realtime_sda", "evaluate", "--model", "default", "--photos",
-                          str(astronaut), "--speech", str(short_speech), "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
+    res = cli(["evaluate", "--model", "default", "--photos", str(astronaut), "--speech", str(short_speech), "--out", str(out)],
+              timeout=300)
     assert res.returncode == 0, res.stderr
     result = json.loads(out.read_text())
     assert result["photos"] == 1 and result["per_photo"][0]["size"] == [512, 512]
     assert set(result["mean"]) == {"identity", "lip_sync", "mouth_motion", "blinks_per_s", "sharpness", "steadiness", "stillness"}
     assert "identity" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "realtime_sda", "evaluate", "--model", "default", "--photos",
-                          str(astronaut)], capture_output=True, text=True, timeout=120)
+    res = cli(["evaluate", "--model", "default", "--photos", str(astronaut)], timeout=120)
     assert res.returncode != 0 and "--speech" in res.stderr and "Traceback" not in res.stderr
