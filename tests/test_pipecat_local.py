@@ -272,5 +272,6 @@ def test_pipecat_tk_local_output_shows_the_avatar_and_plays_its_speech(xvfb, fil
     # and sound and picture went out together: speech frames only between the first speech and its end
     assert out["t_say"] < min(out["tap_audio"]) and max(out["tap_audio"]) <= out["stopped_at"]
     print(f"Tk window: {rate:.1f} pictures/s, {len(matched)}/{len(shots)} screenshots exact "
-          f"(lag p50 {1000 * float(np.median(lags)):.0f} ms); audio {len(played_pcm) / RATE:.2f} s played, corr {corr:.3f} from sample {lead}; "
+          f"(lag p50 {1000 * float(np.median(lags)):.0f} ms); audio {len(played_pcm) / RATE:.2f} s played, "
+          f"corr {corr:.3f} from sample {lead}; "
           f"threads gone after {out['waited']} s")
