@@ -94,14 +94,17 @@ def load_rgb(img: ImageInput) -> np.ndarray:
     raise ImageDecodeError(f"the image must be a file path, a PIL image or a numpy array, not {type(img).__name__}")
 
 
-def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB uint8 image to ``size`` = (H, W) (antialiased bilinear)."""
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int], sharp: bool = False) -> np.ndarray:
+    """Resize an RGB uint8 image to ``size`` = (H, W): antialiased bilinear, or bicubic with
+    ``sharp`` (a photo shown to people: bilinear's wider filter took a 2204 px portrait's face
+    down to 0.6 of the detail bicubic keeps at 1280 px)."""
     from PIL import Image
 
     h, w = size
     if rgb.shape[:2] == (h, w):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+    kind = Image.Resampling.BICUBIC if sharp else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(rgb).resize((w, h), kind))
 
 
 def to_model_input(rgb: np.ndarray) -> torch.Tensor:

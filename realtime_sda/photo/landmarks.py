@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CropLandmarker", "mouth_gap", "mouth_width"]
+__all__ = ["CropLandmarker", "landmarks_at", "mouth_gap", "mouth_width"]
 
 # relation of the detector's face box to the mean face's landmark box (measured on an
 # aligned GRID face): left, top, right, bottom in units of the box size
@@ -52,6 +52,17 @@ class CropLandmarker:
         with self._lock:
             shape = self._predictor(np.ascontiguousarray(big), self.rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64) / self.scale
+
+
+def landmarks_at(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``(68, 2)`` landmarks of the face in ``box`` (left, top, right, bottom) of ``image``
+    (H, W, 3) uint8, with the model frames' predictor (not the one photo detection holds)."""
+    import dlib
+
+    predictor, lock = _predictor()
+    with lock:
+        shape = predictor(np.ascontiguousarray(image), dlib.rectangle(*[int(v) for v in box]))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
 def mouth_gap(marks: np.ndarray) -> np.ndarray:

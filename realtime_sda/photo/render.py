@@ -23,6 +23,7 @@ from ..training.blinks import eye_aspect_ratio
 from .interior import draw_interior
 from .landmarks import CropLandmarker, mouth_gap, mouth_width
 from .mouthpixels import MouthPixels
+from .response import LipResponse
 from .rig import HELD, MOVING, PhotoRig
 from .warp import tps_field
 
@@ -45,6 +46,14 @@ _SPAN = 0.22
 #: eye distances and the wider openings still differ (at 1.0 they saturated: on 7 held-out
 #: faces 0.75 kept identity 0.02-0.09 closer to the photo and lip-sync as good or better)
 _DRIVE = 0.75
+#: with the photo's lip response measured: how far beyond rest the lips *look* open (dlib's
+#: 62-66 over the eye distance) as the model's opening passes its usual width: at the 0.75
+#: drive its p90 shows 0.127, as a speaker's does (the aim for the opening's p90-p10 is 0.12)
+_SEEN_SPAN = 0.2
+#: the model's opening under this fraction of its usual width reads as closed lips: in speech
+#: it seldom returns to its rest (p10 0.4-0.5 of the usual width on recorded sentences), so
+#: without this the photo's mouth hardly closed between syllables
+_CLOSED = 0.3
 #: lips parted at rest at most this much of the eye distance (photos that smile keep a little)
 _REST_GAP = 0.04
 #: how far the warp moves an upper lid towards the lower one in a full blink; the rest of the
@@ -129,11 +138,14 @@ def neutral_face(model: "SDAModel", still: "torch.Tensor", landmarker: CropLandm
 class PhotoRenderer:
     """Renders the model's aligned crops as full photos. ``gain`` scales the motion."""
 
-    def __init__(self, rig: PhotoRig, landmarker: CropLandmarker, neutral: NeutralFace, gain: float = 1.0) -> None:
+    def __init__(self, rig: PhotoRig, landmarker: CropLandmarker, neutral: NeutralFace, gain: float = 1.0,
+                 response: LipResponse | None = None) -> None:
         self.rig = rig
         self.landmarker = landmarker
         self.neutral = neutral
         self.gain = float(gain)
+        #: how open the photo's lips look for each opening of the warp (None: taken as is)
+        self.response = response
         p = rig.landmarks
         ux = (p[45] - p[36]) / np.linalg.norm(p[45] - p[36])
         uy = np.array([-ux[1], ux[0]])
@@ -167,9 +179,25 @@ class PhotoRenderer:
     def targets(self, pose: MouthPose) -> tuple[np.ndarray, float]:
         """The photo's landmarks moved by ``pose``, and the inner-lip gap they open (in eye
         distances). At rest the lips close (up to a small rest gap for smiling photos)."""
+        rest = self.rest_gap
+        usual = pose.opening / self.neutral.opening_scale  # 1 at the model's usual (p90) opening
+        if usual > 0:  # between syllables the model's lips rarely close fully: those read closed
+            usual = max(0.0, usual - _CLOSED) / (1.0 - _CLOSED)
+        drive = float(np.tanh(_DRIVE * self.gain * usual))
+        if self.response is not None and drive > 0:  # the opening that looks like the model's
+            gap = self.response.gap_for(self.response.rest + _SEEN_SPAN * drive)
+        else:
+            gap = max(0.0, rest + _SPAN * drive)
+        return self.points(gap, pose), gap
+
+    @property
+    def rest_gap(self) -> float:
+        """The lips' opening at rest (eye distances): closed, up to a small gap for smiles."""
+        return min(self._photo_gap, _REST_GAP)
+
+    def points(self, gap: float, pose: MouthPose) -> np.ndarray:
+        """The photo's landmarks with the lips ``gap`` apart and ``pose``'s width and blink."""
         p, d = self.rig.landmarks, self.rig.eye_distance
-        rest = min(self._photo_gap, _REST_GAP)
-        gap = max(0.0, rest + _SPAN * np.tanh(_DRIVE * self.gain * pose.opening / self.neutral.opening_scale))
         extra = gap - self._photo_gap  # how much further the lips part than in the photo
         q = p.copy()
         for table in (_LOWER, _UPPER, _CORNERS, _JAW):
@@ -179,7 +207,7 @@ class PhotoRenderer:
             q[k] += sign * 0.5 * self.gain * pose.widening * d * self._right
         for upper, lower in _LIDS:
             q[upper] += pose.blink * _LID_TRAVEL * (p[lower] - p[upper])
-        return q, gap
+        return q
 
     def __call__(self, crop: np.ndarray) -> np.ndarray:
         """One frame: the photo (H, W, 3) uint8 with the face posed as in ``crop``."""
@@ -187,10 +215,19 @@ class PhotoRenderer:
 
     def render(self, pose: MouthPose) -> np.ndarray:
         """The photo posed by ``pose``."""
+        q, gap = self.targets(pose)
+        return self.draw(q, gap, pose.blink)
+
+    def render_gap(self, gap: float) -> np.ndarray:
+        """The photo with its lips ``gap`` eye distances apart, nothing else moved."""
+        return self.draw(self.points(gap, MouthPose(0.0, 0.0, 0.0)), gap, 0.0)
+
+    def draw(self, q: np.ndarray, gap: float, blink: float) -> np.ndarray:
+        """The photo warped so its landmarks land on ``q``, the mouth filled as far as the lips
+        part beyond the photo's (``gap``), the eyes closed by ``blink``."""
         import cv2
 
         rig = self.rig
-        q, gap = self.targets(pose)
         out = rig.photo.copy()
         moving = list(MOVING)
         if np.abs(q - rig.landmarks).max() < 0.05:
@@ -210,8 +247,8 @@ class PhotoRenderer:
         open_beyond = gap - self._photo_gap
         if open_beyond > 0.005:
             region = self._fill_mouth(region, q, open_beyond)
-        if pose.blink > 0.02:
-            region = self._close_eyes(region, q, pose.blink)
+        if blink > 0.02:
+            region = self._close_eyes(region, q, blink)
         out[y0:y1, x0:x1] = region
         return out
 

@@ -59,6 +59,8 @@ class PhotoRig:
     grid_shape: tuple[int, int]
     grid_step: int
     anchors: np.ndarray
+    #: the face's detection box (left, top, right, bottom) in the photo
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -117,7 +119,7 @@ def prepare_photo(
     h, w = output_size(rgb.shape[0], rgb.shape[1], size, max_side)
     scale = max(h, w) / max(rgb.shape[:2])
     sh, sw = int(round(rgb.shape[0] * scale)), int(round(rgb.shape[1] * scale))
-    photo = np.ascontiguousarray(resize_rgb(rgb, (max(sh, h), max(sw, w)))[:h, :w])
+    photo = np.ascontiguousarray(resize_rgb(rgb, (max(sh, h), max(sw, w)), sharp=True)[:h, :w])
     boxes = detect_faces(photo)
     if not boxes:
         raise FaceNotFoundError(
@@ -129,7 +131,8 @@ def prepare_photo(
             f"face {face} was asked for, but the photo has {len(boxes)} face(s) (numbered 0 to "
             f"{len(boxes) - 1}, largest first; 'realtime-sda faces PHOTO' lists them)"
         )
-    marks = landmarks_in_box(photo, boxes[int(face)])
+    chosen = boxes[int(face)]
+    marks = landmarks_in_box(photo, chosen)
     mean_face = np.asarray(config.mean_face, dtype=np.float64)
     idx = list(ALIGN_POINTS)
     to_crop = similarity_transform(marks[idx], mean_face[idx])
@@ -156,4 +159,5 @@ def prepare_photo(
         grid_shape=(int(rows), int(cols)),
         grid_step=step,
         anchors=anchors,
+        box=(int(chosen[0]), int(chosen[1]), int(chosen[2]), int(chosen[3])),
     )

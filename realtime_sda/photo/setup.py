@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..media.image import ImageInput, to_model_input
-from .landmarks import CropLandmarker
+from .landmarks import CropLandmarker, landmarks_at
 from .render import PhotoRenderer, neutral_face
+from .response import measure_response
 from .rig import DEFAULT_MAX_SIDE, PhotoRig, prepare_photo
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from ..core.config import SDAConfig
     from ..core.model import SDAModel
 
-__all__ = ["photo_renderer", "rig_and_still", "renderer_for"]
+__all__ = ["calibrate", "photo_renderer", "rig_and_still", "renderer_for"]
 
 
 def rig_and_still(
@@ -28,10 +29,22 @@ def rig_and_still(
     return rig, to_model_input(rig.still(config))
 
 
-def renderer_for(model: "SDAModel", rig: PhotoRig, still: "torch.Tensor", gain: float = 1.0) -> PhotoRenderer:
-    """Step 2 (runs the model on silence for its rest pose): the renderer."""
+def renderer_for(model: "SDAModel", rig: PhotoRig, still: "torch.Tensor", gain: float = 1.0,
+                 calibrated: bool = True) -> PhotoRenderer:
+    """Step 2 (runs the model on silence for its rest pose): the renderer; ``calibrated``
+    also runs step 3 (live paths run it on their photo thread instead of the model's)."""
     landmarker = CropLandmarker(model.config.mean_face, model.config.img_size)
-    return PhotoRenderer(rig, landmarker, neutral_face(model, still, landmarker), gain=gain)
+    renderer = PhotoRenderer(rig, landmarker, neutral_face(model, still, landmarker), gain=gain)
+    return calibrate(renderer) if calibrated else renderer
+
+
+def calibrate(renderer: PhotoRenderer) -> PhotoRenderer:
+    """Step 3 (no model; a few renders of the photo): the renderer with its photo's lip
+    response measured (:mod:`.response`), so the lips look as open as the model's."""
+    rig = renderer.rig
+    response = measure_response(renderer.render_gap, lambda image: landmarks_at(image, rig.box), renderer.rest_gap)
+    renderer.response = response
+    return renderer
 
 
 def photo_renderer(

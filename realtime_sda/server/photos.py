@@ -166,9 +166,9 @@ async def pooled_avatar(pool: PhotoPool, worker: Any, image: Any, *, owner: str,
     from .stills import Avatar
 
     if whole_photo:
-        from ..photo.setup import renderer_for
+        from ..photo.setup import calibrate, renderer_for
 
         rig, still = await pool.run(owner, rig_job, image, worker.config, size)
-        renderer = await worker.submit(lambda: renderer_for(worker.model, rig, still))
-        return Avatar(still, renderer)
+        renderer = await worker.submit(lambda: renderer_for(worker.model, rig, still, calibrated=False))
+        return Avatar(still, await pool.run(owner, calibrate, renderer))
     return Avatar(await pool.run(owner, still_job, image, worker.config))

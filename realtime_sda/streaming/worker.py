@@ -146,13 +146,14 @@ class InferenceWorker:
     ) -> tuple["PhotoRenderer", torch.Tensor]:
         """(renderer, still) for a session that shows the whole photo ``image`` with face
         ``face`` (0 = largest) moving, long side ``size`` (default the photo's, at most
-        ``max_side``: a smaller photo is never enlarged then). Detection runs off the event
-        loop; the model's rest pose on the inference thread."""
-        from ..photo.setup import renderer_for, rig_and_still
+        ``max_side``: a smaller photo is never enlarged then). Detection and the lips'
+        calibration run off the event loop; the model's rest pose on the inference thread."""
+        from ..photo.setup import calibrate, renderer_for, rig_and_still
 
         rig, still = await asyncio.to_thread(rig_and_still, image, self.config, face=face, size=size,
                                              max_side=max_side)
-        return await self.submit(lambda: renderer_for(self.model, rig, still)), still
+        renderer = await self.submit(lambda: renderer_for(self.model, rig, still, calibrated=False))
+        return await asyncio.to_thread(calibrate, renderer), still
 
     async def open_session(
         self,
