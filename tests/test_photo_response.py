@@ -81,3 +81,33 @@ def test_the_renderer_opens_the_lips_as_far_as_they_should_look(animator, soft_p
     # the same renderer taking the warp's opening as it is opens the lips visibly less
     renderer.response = None
     assert looks(usual) - looks(rest) < opened
+
+
+def test_the_models_opening_is_read_by_the_measure_that_follows_its_speech(animator):
+    """On the default model's 48x64 crop the mouth's pixels follow the speech better than
+    dlib's lip points, so the renderer reads them; the opening it reads follows the loudness
+    of speech it did not calibrate on (recorded-like syllables of another rhythm)."""
+    from dataclasses import replace
+
+    from skimage import data
+
+    from realtime_sda.photo.render import frame_loudness
+    from realtime_sda.photo.setup import photo_renderer
+    from testsupport.media import speech_like
+
+    renderer, _ = photo_renderer(animator.model, data.astronaut())
+    assert renderer.neutral.pixels is not None
+    rate = animator.audio_rate
+    audio = speech_like(seconds=4.0, rate=rate, seed=5)
+    crops, _ = animator(renderer.rig.still(animator.config), audio, fs=rate, aligned=True, seed=1)
+    loud = frame_loudness(audio.astype(np.float64), rate // 25)
+
+    def follows() -> float:
+        opening = np.array([renderer.pose(np.ascontiguousarray(c.transpose(1, 2, 0))).opening for c in crops])
+        n = min(len(opening), len(loud))
+        return float(np.corrcoef(opening[:n], loud[:n])[0, 1])
+
+    by_pixels = follows()
+    renderer.neutral = replace(renderer.neutral, pixels=None)  # the lip points instead
+    by_points = follows()
+    assert by_pixels > max(by_points, 0.7), (by_pixels, by_points)
