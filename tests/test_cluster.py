@@ -532,11 +532,13 @@ def test_a_node_that_joins_gets_its_worker(cluster):
                 await a.wait_frames(10)
                 await b.wait_frames(10)
                 await c.wait_frames(10)
-                return status, {a.worker, b.worker, c.worker}
+                # what the door saw, for the message when the spread is wrong
+                seen = {"counts": dict(door.counts), "loads": {n: (w.sessions, w.capacity, w.ready) for n, w in door.loads.items()}}
+                return status, {a.worker, b.worker, c.worker}, seen
 
-    status, used = asyncio.run(main())
+    status, used, seen = asyncio.run(main())
     assert status["total"]["workers"] == 3 and len({w["node_id"] for w in status["workers"]}) == 3
-    assert used == {"rsda-worker-0", "rsda-worker-1", "rsda-worker-2"}
+    assert used == {"rsda-worker-0", "rsda-worker-1", "rsda-worker-2"}, seen
 
 
 def test_page_in_chromium_reconnects_when_its_worker_dies(cluster, tmp_path):
