@@ -24,6 +24,57 @@ def test_placement_prefers_most_free_capacity_and_skips_full_or_starting():
     assert WorkerLoad.from_report("w", {}).free == 0
 
 
+class _Remote:
+    """A Ray method handle's stand-in (``.remote(...)`` gives an awaitable), for the front
+    door's bookkeeping alone: a worker whose load report takes ``delay`` seconds."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def remote(self, *args):
+        return self.fn(*args)
+
+
+class _Worker:
+    def __init__(self, name: str) -> None:
+        self.name, self.sessions, self.delay = name, 0, 0.0
+        self.load = _Remote(self._load)
+        self.open = _Remote(self._open)
+
+    async def _load(self) -> dict:
+        seen = self.sessions  # what the worker holds when it is asked
+        await asyncio.sleep(self.delay)
+        return {"worker": self.name, "ready": True, "sessions": seen, "capacity": 2}
+
+    async def _open(self, channel_id: str) -> dict:
+        self.sessions += 1
+        return {"worker": self.name, "node": "127.0.0.1"}
+
+
+def test_pages_placed_while_loads_are_read_stay_counted():
+    """A load poll that was asked before a page was placed must not make the door forget that
+    page: three pages placed around a slow poll go to three idle workers, not two."""
+    pytest.importorskip("ray")
+    from realtime_sda.cluster import FrontDoor, FrontDoorConfig
+
+    workers = {f"w{i}": _Worker(f"w{i}") for i in range(3)}
+    door = FrontDoor(FrontDoorConfig(port=0), find=lambda: workers)
+
+    async def main() -> list[str]:
+        await door.refresh(find=True)
+        for w in workers.values():
+            w.delay = 0.2
+        poll = asyncio.ensure_future(door.refresh())  # asks every worker now, answers later
+        await asyncio.sleep(0.05)
+        first = await door.place()  # placed while the poll's answers are on their way
+        await poll
+        rest = [await door.place(), await door.place()]
+        return [p[0] for p in [first, *rest] if p is not None]
+
+    placed = asyncio.run(main())
+    assert sorted(placed) == ["w0", "w1", "w2"], placed
+
+
 def test_channel_carries_both_ways_and_ends():
     from realtime_sda.cluster.channel import Channel, ChannelClosed
 

@@ -18,8 +18,8 @@ import json
 import logging
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable
@@ -83,6 +83,7 @@ class FrontDoor:
         self._lost: dict[str, asyncio.Event] = {}  # set when a worker stops answering
         self._answered: set[str] = set()  # workers that answered a knock (only those can miss one)
         self._health: dict[str, tuple[str, int]] = {}  # worker -> (node address, health port)
+        self._placed: Counter[str] = Counter()  # pages placed on each worker, ever (see refresh)
         self._handlers: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._ray = require("ray", "cluster", "Cluster mode (serve --cluster)")
@@ -180,9 +181,17 @@ class FrontDoor:
         """Read every worker's load now (and look for new workers when ``find``)."""
         if find or not self.workers:
             self.workers = await asyncio.to_thread(self._find)
+        placed = dict(self._placed)
         reports = await asyncio.gather(*(self._call(h.load.remote()) for h in self.workers.values()))
-        self.loads = {name: WorkerLoad.from_report(name, r if isinstance(r, dict) else {})
-                      for name, r in zip(self.workers, reports)}
+        loads = {name: WorkerLoad.from_report(name, r if isinstance(r, dict) else {}) for name, r in zip(self.workers, reports)}
+        # pages placed while the reports were on their way may be missing from them: counted
+        # on top (at most one poll too many), or pages placed together would all go to the
+        # worker the stale report shows emptiest
+        for name, load in loads.items():
+            late = self._placed[name] - placed.get(name, 0)
+            if late:
+                loads[name] = replace(load, sessions=load.sessions + late)
+        self.loads = loads
         for name, r in zip(self.workers, reports):
             if isinstance(r, dict) and r.get("ready") and r.get("health_port"):
                 self._health[name] = (str(r.get("node", "")), int(r["health_port"]))
@@ -219,6 +228,7 @@ class FrontDoor:
             cid = f"{load.name}/{secrets.token_urlsafe(12)}"
             # counted before the call: pages placed at the same moment go to other workers
             self._mark(load.name, sessions=load.sessions + 1)
+            self._placed[load.name] += 1
             info = await self._call(handle.open.remote(cid), 10.0) if handle is not None else None
             if isinstance(info, dict):
                 self.place_ms.append(1000.0 * (time.perf_counter() - t0))
