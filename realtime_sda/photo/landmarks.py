@@ -36,7 +36,7 @@ class CropLandmarker:
     def __init__(self, mean_face: np.ndarray, img_size: tuple[int, int], min_width: int = 192) -> None:
         import dlib
 
-        self._predictor, self._lock = _predictor()
+        _predictor()  # loaded (or its missing extra named) now, not on the first frame
         self.scale = max(1, int(np.ceil(min_width / img_size[1])))
         mean_face = np.asarray(mean_face, dtype=np.float64)
         lo, hi = mean_face.min(0), mean_face.max(0)
@@ -49,9 +49,7 @@ class CropLandmarker:
 
         h, w = frame.shape[:2]
         big = frame if self.scale == 1 else cv2.resize(frame, (w * self.scale, h * self.scale), interpolation=cv2.INTER_CUBIC)
-        with self._lock:
-            shape = self._predictor(np.ascontiguousarray(big), self.rect)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64) / self.scale
+        return _predict(big, self.rect) / self.scale
 
 
 def landmarks_at(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -59,9 +57,14 @@ def landmarks_at(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarra
     (H, W, 3) uint8, with the model frames' predictor (not the one photo detection holds)."""
     import dlib
 
+    return _predict(image, dlib.rectangle(*[int(v) for v in box]))
+
+
+def _predict(image: np.ndarray, rect: Any) -> np.ndarray:
+    """The predictor's 68 points in ``rect`` (a dlib rectangle) of ``image``, float64 (68, 2)."""
     predictor, lock = _predictor()
     with lock:
-        shape = predictor(np.ascontiguousarray(image), dlib.rectangle(*[int(v) for v in box]))
+        shape = predictor(np.ascontiguousarray(image), rect)
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
