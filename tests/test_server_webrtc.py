@@ -4,6 +4,7 @@ microphone to the avatar server and receives the avatar's video and audio."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 import numpy as np
@@ -13,7 +14,8 @@ import torch
 pytest.importorskip("aiortc")
 
 from realtime_sda.server import AvatarServer, ServerConfig  # noqa: E402
-from testsupport.loopback_client import LoopbackViewer, audio_responsive_model  # noqa: E402
+from testsupport.loopback_client import GatedSignalTrack, LoopbackViewer, audio_responsive_model  # noqa: E402
+from testsupport.waiting import eventually  # noqa: E402
 
 
 def _candidates(sdp: str) -> list[str]:
@@ -107,34 +109,48 @@ def test_mic_to_avatar_over_webrtc():
     assert abs(lead - expected) <= period, (lead, expected)
 
 
-@pytest.mark.parametrize("prefetch", [0, 1, 3, None])
-def test_audio_prefetch_reaches_the_microphone_receiver(tiny_model, prefetch):
-    """ServerConfig.audio_prefetch is what the server's aiortc receiver of the microphone
-    uses (None keeps aiortc's own; 0, the default, a buffer that decodes each packet as it
-    comes), on a real peer connection; the microphone still flows."""
-    from aiortc.jitterbuffer import JitterBuffer
+async def _packets_held_back(model, prefetch: int | None, expect: int, packets: int = 12) -> int:
+    """Audio packets the server's microphone receiver holds back (received, not yet handed
+    out decoded by its track) after ``packets`` were sent at once, on a real loopback peer
+    connection of a server with ``audio_prefetch=prefetch``. Counts, not timings: the packets
+    go out only when released, and the count waits (bounded) until ``expect`` is reached."""
+    h, w = model.config.img_size
+    config = ServerConfig(port=0) if prefetch == 0 else ServerConfig(port=0, audio_prefetch=prefetch)
+    async with AvatarServer(model, config, torch.zeros(1, 3, h, w)) as srv:
+        mic = GatedSignalTrack(np.full(48000, 0.1, np.float32))
+        async with LoopbackViewer(f"ws://127.0.0.1:{srv.port}/ws", mic=mic, keep_images=False) as viewer:
+            await viewer.wait_frames(1, timeout=30)  # connected: the server's receivers run
+            peer = next(iter(srv.clients)).peer
+            receiver = next(t.receiver for t in peer.pc.getTransceivers() if t.kind == "audio")
 
-    from realtime_sda.server.peer import _immediate_buffer_class
+            async def received() -> int:  # RTP packets the server's receiver got (its stats)
+                stats = await receiver.getStats()
+                return sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
 
-    h, w = tiny_model.config.img_size
-    aiortc_default = 4  # aiortc 1.16: RTCRtpReceiver makes JitterBuffer(capacity=16, prefetch=4)
+            await mic.release(packets)
+            for _ in range(500):  # every packet arrived (loopback: none lost), 10 s at most
+                if (got := await received()) >= packets:
+                    break
+                await asyncio.sleep(0.02)
+            assert got == packets, f"{got} of {packets} microphone packets reached the server"
+            with contextlib.suppress(AssertionError):  # fewer frames: reported below
+                await eventually(lambda: peer.mic_frames >= packets - expect, "decoded microphone frames", timeout=10)
+            await asyncio.sleep(0.3)  # room for frames beyond the expected to show up
+            return packets - peer.mic_frames
+
+
+def test_audio_prefetch_reaches_the_microphone_receiver(tiny_model):
+    """ServerConfig.audio_prefetch decides what the server's aiortc receiver of the
+    microphone does, seen from outside: 0 (the default) hands each packet on as it comes,
+    3 holds three back (a packet is decoded once three later ones arrived), None keeps
+    aiortc's own (at least one: it learns that a packet is complete from the next one)."""
 
     async def main():
-        config = ServerConfig(port=0) if prefetch == 0 else ServerConfig(port=0, audio_prefetch=prefetch)
-        async with AvatarServer(tiny_model, config, torch.zeros(1, 3, h, w)) as srv:
-            signal = np.full(48000 * 3, 0.1, np.float32)
-            async with LoopbackViewer(f"ws://127.0.0.1:{srv.port}/ws", signal=signal, keep_images=False) as viewer:
-                await viewer.wait_frames(10, timeout=30)
-                peer = next(iter(srv.clients)).peer
-                receivers = [t.receiver for t in peer.pc.getTransceivers() if t.kind == "audio"]
-                buffers = [r._RTCRtpReceiver__jitter_buffer for r in receivers]
-                return buffers, peer.mic_frames
+        return {p: await _packets_held_back(tiny_model, p, expect) for p, expect in ((0, 0), (3, 3), (None, 4))}
 
-    buffers, mic_frames = asyncio.run(main())
-    assert len(buffers) == 1 and isinstance(buffers[0], JitterBuffer)
-    assert buffers[0]._prefetch == (aiortc_default if prefetch is None else prefetch)
-    assert isinstance(buffers[0], _immediate_buffer_class()) == (prefetch == 0)
-    assert mic_frames > 0
+    held = asyncio.run(main())
+    assert held[0] == 0 and held[3] == 3, held
+    assert held[None] >= 1, held
 
 
 def test_audio_prefetch_guard_without_the_private_buffer(caplog):

@@ -17,7 +17,7 @@ import numpy as np
 from realtime_sda.errors import require
 from realtime_sda.media.audio import to_int16
 
-__all__ = ["SignalTrack", "Received", "LoopbackViewer", "audio_responsive_model"]
+__all__ = ["SignalTrack", "GatedSignalTrack", "Received", "LoopbackViewer", "audio_responsive_model"]
 
 RATE = 48000
 PTIME = 960
@@ -42,14 +42,18 @@ class SignalTrack(_ms().MediaStreamTrack):
         self._k = 0
 
     async def recv(self) -> Any:
-        import av
-
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._k * PTIME / RATE
         wait = due - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+        return self._next_frame()
+
+    def _next_frame(self) -> Any:
+        """Frame ``k`` of the signal (then silence), noted in ``sent_at``."""
+        import av
+
         chunk = np.zeros(PTIME, dtype=np.float32)
         part = self.signal[self._k * PTIME : (self._k + 1) * PTIME]
         chunk[: len(part)] = part
@@ -62,6 +66,28 @@ class SignalTrack(_ms().MediaStreamTrack):
         self.sent_at.append(time.monotonic())
         self._k += 1
         return frame
+
+
+class GatedSignalTrack(SignalTrack):
+    """A microphone that sends a frame (one RTP packet) only when the test allows it
+    (:meth:`release`), with no real-time pacing: what the receiver does with a given number
+    of packets is then independent of timing."""
+
+    def __init__(self, signal: np.ndarray, channels: int = 2) -> None:
+        super().__init__(signal, channels)
+        self.released = 0
+        self._gate = asyncio.Condition()
+
+    async def release(self, n: int) -> None:
+        """Let ``n`` more frames go out."""
+        async with self._gate:
+            self.released += n
+            self._gate.notify_all()
+
+    async def recv(self) -> Any:
+        async with self._gate:
+            await self._gate.wait_for(lambda: self._k < self.released)
+        return self._next_frame()
 
 
 @dataclass
@@ -104,14 +130,16 @@ class LoopbackViewer:
 
     def __init__(self, url: str, signal: np.ndarray | None = None, mode: str = "mic",
                  photo: bytes | None = None, origin: str | None = None, keep_images: bool = True,
-                 audio_prefetch: int | None = None) -> None:
+                 audio_prefetch: int | None = None, mic: SignalTrack | None = None) -> None:
         self.url = url
         self.audio_prefetch = audio_prefetch  # the avatar's audio as the server receives the mic; None: aiortc's
         self.mode = mode
         self.photo = photo
         self.origin = origin
         self.keep_images = keep_images
-        self.mic = SignalTrack(signal if signal is not None else np.zeros(0, np.float32)) if mode == "mic" else None
+        if mic is None and mode == "mic":  # the microphone: ``mic``, or ``signal`` paced in real time
+            mic = SignalTrack(signal if signal is not None else np.zeros(0, np.float32))
+        self.mic = mic if mode == "mic" else None
         self.video = Received()
         self.audio = Received()
         self.messages: list[dict[str, Any]] = []
