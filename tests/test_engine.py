@@ -60,11 +60,30 @@ def test_engine_equals_reference_tiny(tiny_model, b, t):
 
 @pytest.mark.parametrize("b,t", [(1, 1), (1, 20), (2, 3)])
 def test_engine_equals_reference_grid(grid_model, b, t):
-    # Covers both the GEMM and the native-kernel paths of every U-Net block.
+    # On a CPU in float32: the Winograd 3x3 convolution in every U-Net block, the Winograd
+    # upsampling in the 1024-, 512- and 256-channel blocks and the native transposed
+    # convolution in the 128-channel one (the bfloat16 test covers the GEMM forms).
     still, windows, noise = inputs(grid_model.config, b, t, seed=7 + t)
     ref = reference_frames(grid_model, still, windows, noise)
     out = grid_model.generate(still, windows, noise, chunk_frames=16)
+    blocks = grid_model.engine.blocks
+    assert [b.winograd is not None for b in blocks] == [True] * 4
+    assert [b.up is not None for b in blocks] == [True, True, True, False]
     assert ref.std() > 1e-2
+    assert torch.allclose(out, ref, atol=1e-5, rtol=0)
+
+
+def test_engine_without_winograd_equals_reference_grid(grid_model):
+    # The native kernels and GEMM forms (the bfloat16 path's, in float32) against the reference.
+    from realtime_sda.core.engine import FoldedModel
+
+    m = grid_model
+    folded = FoldedModel(m.config, m.encoder, m.encoder_id, m.generator, winograd=False)
+    assert all(b.winograd is None and b.up is None for b in folded.blocks)
+    still, windows, noise = inputs(m.config, 2, 9, seed=5)
+    ref = reference_frames(m, still, windows, noise)
+    state = StreamState(folded.encode_still(still), None, None)
+    out, _ = folded.forward(state, windows, noise)
     assert torch.allclose(out, ref, atol=1e-5, rtol=0)
 
 
