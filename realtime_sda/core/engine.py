@@ -86,7 +86,9 @@ def fold_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
 #: 2-core AVX-512 CPU, fp32 and bf16, batch 1 to 16).
 GEMM_MAX_AREA = 12
 GEMM_MAX_POSITIONS = 96
-#: Upsample by Winograd F(2x2, 2x2) (float32, CPU) from this many input channels up.
+#: Winograd forms (float32, CPU) for blocks with at least this C^2 x input area a frame,
+#: and the upsampling one from this many input channels up (see ``_Block``).
+WINOGRAD_MIN_WORK = 1 << 20
 WINOGRAD_UP_MIN_CHANNELS = 256
 
 
@@ -140,10 +142,13 @@ class _Block:
         self.w2_mat_t: torch.Tensor | None = self.w2.view(c, -1).t()  # same storage, transposed view
         self.b2 = t2.to(dtype)
         self.out_size = tuple(block.out_size)
-        # float32 on a CPU: the 3x3 convolution by Winograd F(2x2, 3x3), 2.25x fewer products
-        # (faster than the CPU kernels and the GEMM form at every block size of the GRID
-        # model: 0.66-1.19 ms against 1.04-2.30 ms a frame, 2 cores, chunks of 16 frames)
-        fast = winograd and self.allow_gemm and dtype == torch.float32
+        # float32 on a CPU: the 3x3 convolution by Winograd F(2x2, 3x3), 2.25x fewer products,
+        # for blocks with enough work a frame (C^2 x input area): every block of the GRID
+        # model (2^23.6 each; 0.66-1.19 ms against 1.04-2.30 ms a frame on 2 cores, chunks of
+        # 16 frames). On the default model's small blocks (2^17-2^18) the transforms' fixed
+        # costs made a live step slower (2.3 against 1.6 ms).
+        area = (self.out_size[0] // 2) * (self.out_size[1] // 2)
+        fast = winograd and self.allow_gemm and dtype == torch.float32 and c * c * area >= WINOGRAD_MIN_WORK
         self.winograd = Conv3x3Winograd(self.w_x) if fast else None
         # and the upsampling by F(2x2, 2x2) where it measured faster: from 256 channels up
         # (0.95-1.31 ms a frame against 1.47-1.91 ms); at 128 channels its transforms cost
