@@ -48,7 +48,7 @@ def test_sink_is_bounded_and_ignores_frames_before_start():
     feed = ViewerFeed(video_queue=3, audio_queue=5)
     feed.put(frame(0))
     assert not feed.video  # nobody asked yet: not kept
-    feed.active = True
+    feed.open()
     for i in range(10):
         feed.put(frame(i))
     assert [f.index for f, _ in feed.video] == [7, 8, 9] and feed.dropped_full == 7
@@ -95,7 +95,7 @@ def test_tracks_timestamps_gap_free_audio_and_late_drop(pad):
             except MediaStreamError:
                 pass
 
-        feed.active = True  # as after the first recv
+        feed.open()  # as on the first recv
         await asyncio.gather(produce(), pull_video(), pull_audio())
         return got_v, got_a, video
 
@@ -127,7 +127,7 @@ def test_playout_moves_later_when_frames_come_too_close_to_their_slot():
     async def main():
         feed = ViewerFeed(period_s=STRIDE / RATE, margin_s=0.02)
         video, audio = make_tracks(feed, 25.0)
-        feed.active = True
+        feed.open()
 
         async def produce():
             start = time.monotonic()

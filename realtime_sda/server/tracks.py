@@ -66,7 +66,7 @@ class ViewerFeed:
         self.clock = PlayoutClock(margin_s=margin, period_s=period_s, window=max(1, round(10.0 / period_s)),
                                 reclaim_s=margin / 2)
         self.closed = False
-        self.active = False  # set by the first recv() of either track
+        self.active = False  # open(): on the first recv() of either track
         self.received = 0
         self.dropped_full = 0
         self.cut = False  # interrupt(): the audio track drops the audio it already holds
@@ -85,6 +85,11 @@ class ViewerFeed:
         self._video_ready.set()
         self._audio_ready.set()
 
+    def open(self) -> None:
+        """Start keeping frames. The tracks call it on their first ``recv``; a consumer that
+        reads the queues itself calls it before its first read."""
+        self.active = True
+
     def interrupt(self) -> None:
         """Drop every frame waiting to be sent, and (through ``cut``) the audio the audio
         track already holds: an interrupted avatar goes silent at the next 20 ms packet, not
@@ -101,7 +106,7 @@ class ViewerFeed:
 
     async def next_video(self) -> tuple[Any, float] | None:
         """The oldest waiting frame and its arrival time (None once closed)."""
-        self.active = True
+        self.open()
         while not self.video:
             if self.closed:
                 return None
@@ -115,7 +120,7 @@ class ViewerFeed:
         return items
 
     async def wait_audio(self) -> None:
-        self.active = True
+        self.open()
         if not self.audio and not self.closed:
             self._audio_ready.clear()
             await self._audio_ready.wait()
