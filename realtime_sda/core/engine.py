@@ -207,8 +207,10 @@ class _Block:
                 return self.up(h_last).permute(0, 3, 1, 2)
             h = h_last.permute(0, 3, 1, 2)
         else:
+            assert self.w_x is not None and self.w_x_mat is not None  # kept without the Winograd form
             h = _conv3x3_gemm(x, self.w_x_mat) if gemm else F.conv2d(x, self.w_x, padding=1)
             h = h.reshape(b, -1, *h.shape[1:]).add_(skip_bias.unsqueeze(1)).relu_().flatten(0, 1)
+        assert self.w2 is not None and self.w2_mat_t is not None  # kept without the Winograd form
         if gemm:
             y = _up2x_gemm(h, self.w2_mat_t, self.out_size).add_(self.b2[None, :, None, None])
         else:
