@@ -85,10 +85,17 @@ class _Winograd:
     def __init__(self) -> None:
         self._ws = _Workspace()  # the padded input ("x")
 
+    def _rows(self, x: torch.Tensor, planes: int) -> tuple[list[torch.Tensor], torch.Tensor, int, int]:
+        """x (N, H, W, C) -> (the 4 rows of every tile of the zero-padded x, a scratch buffer of
+        ``planes`` row planes, tiles down th, tiles across tw). The padding is one pixel of
+        zeros around x, plus one more where H or W is odd; tile i's rows are 2i .. 2i + 3."""
+        xp, th, tw = self._padded(x)
+        r = [xp[:, u : u + 2 * th : 2] for u in range(4)]
+        return r, _SHARED.get("rows", planes, r[0].numel(), x.device).view(planes, *r[0].shape), th, tw
+
     def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        """x (N, H, W, C) -> (x padded to (N, 2*th + 2, 2*tw + 2, C), th, tw): one pixel of
-        zeros around it, plus one more where H or W is odd. The border is zeroed only when
-        the shape changes."""
+        """x (N, H, W, C) -> (x padded to (N, 2*th + 2, 2*tw + 2, C), th, tw); the border is
+        zeroed only when the shape changes."""
         n, h, w, c = x.shape
         if c != self.in_channels:
             raise ValueError(f"expected {self.in_channels} channels, got {c}")
@@ -116,14 +123,12 @@ class Conv3x3Winograd(_Winograd):
         self._a = torch.kron(at, at)  # (4, 16) output transform
 
     def __call__(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        xp, th, tw = self._padded(x)
+        # input transform B^T d B, rows then columns
+        r, rows, th, tw = self._rows(x, 4)
         n, h, w, c = x.shape
         k = self.out_channels
         tiles = n * th * tw
         ws = _SHARED
-        # input transform B^T d B, rows then columns
-        r = [xp[:, u : u + 2 * th : 2] for u in range(4)]
-        rows = ws.get("rows", 4, r[0].numel(), x.device).view(4, *r[0].shape)
         torch.sub(r[0], r[2], out=rows[0])
         torch.add(r[1], r[2], out=rows[1])
         torch.sub(r[2], r[1], out=rows[2])
@@ -197,14 +202,12 @@ class UpConv4x4Winograd(_Winograd):
         self.bias = bias.float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        xp, th, tw = self._padded(x)
+        # five row planes, then five column planes of each: 25 transformed inputs
+        r, rows, th, tw = self._rows(x, 5)
         n, h, w, c = x.shape
         k = self.out_channels
         tiles = n * th * tw
         ws = _SHARED
-        # five row planes, then five column planes of each: 25 transformed inputs
-        r = [xp[:, u : u + 2 * th : 2] for u in range(4)]
-        rows = ws.get("rows", 5, r[0].numel(), x.device).view(5, *r[0].shape)
         torch.sub(r[0], r[1], out=rows[0])
         rows[1].copy_(r[1])
         torch.sub(r[2], r[1], out=rows[2])
