@@ -14,9 +14,10 @@ Each run of an (implementation, device, length) is a fresh subprocess, so its pe
 (VmHWM) is its own. The implementations run in rounds (three by default: original way,
 float32, auto, then again), because this machine's speed drifts over minutes; a ratio is the
 median of the rounds' ratios, each between runs a minute or so apart, and an implementation's
-frames/s and frames per CPU second are the best of its runs. CPU runs use ``torch.set_num_threads(2)``; a GPU run is added
-when ``torch.cuda.is_available()``. ``VideoAnimator`` runs twice: at its default float32 and
-with ``precision="auto"`` (bfloat16 on a CPU with native bfloat16, as this project's is).
+frames/s and frames per CPU second are the best of its runs. CPU runs use
+``torch.set_num_threads(2)``; a GPU run is added when ``torch.cuda.is_available()``.
+``VideoAnimator`` runs twice: at its default float32 and with ``precision="auto"``
+(bfloat16 on a CPU with native bfloat16, as this project's is).
 Ratios are given on wall time and on CPU time (frames per CPU second: what the work costs,
 whatever else the machine ran meanwhile); the 2x target is judged on the default float32's
 CPU-time ratio for the 30 s clip. ``--long`` adds a 10 min clip for ``VideoAnimator`` only
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                         "animator_peak_rss_gb": mine["peak_rss_gb"],
                     })
                     print(f"{device:5s} {seconds:6.0f} s clip: {impl} ({mine['dtype']}) {ratio:.2f}x the original way "
-                          f"(wall), {cpu_ratio:.2f}x (CPU time), medians of rounds {round_wall} / {round_cpu}",
+                          f"(wall), {cpu_ratio:.2f}x (CPU time), per round {round_wall} / {round_cpu}",
                           flush=True)
     cpu_runs = [r for r in results if r["device"] == "cpu" and r["impl"].startswith("animator")]
     # the target is judged on the default (float32) and on CPU time: wall time on a shared

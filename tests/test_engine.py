@@ -69,6 +69,7 @@ def test_engine_equals_reference_grid(grid_model, b, t):
     blocks = grid_model.engine.blocks
     assert [b.winograd is not None for b in blocks] == [True] * 4
     assert [b.up is not None for b in blocks] == [True, True, True, False]
+    assert grid_model.engine.out_few is not None
     assert ref.std() > 1e-2
     assert torch.allclose(out, ref, atol=1e-5, rtol=0)
 
@@ -79,7 +80,7 @@ def test_engine_without_winograd_equals_reference_grid(grid_model):
 
     m = grid_model
     folded = FoldedModel(m.config, m.encoder, m.encoder_id, m.generator, winograd=False)
-    assert all(b.winograd is None and b.up is None for b in folded.blocks)
+    assert all(b.winograd is None and b.up is None for b in folded.blocks) and folded.out_few is None
     still, windows, noise = inputs(m.config, 2, 9, seed=5)
     ref = reference_frames(m, still, windows, noise)
     state = StreamState(folded.encode_still(still), None, None)

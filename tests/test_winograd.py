@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from realtime_sda.core.winograd import Conv3x3Winograd, UpConv4x4Winograd, winograd_filters
+from realtime_sda.core.winograd import Conv3x3Winograd, UpConv4x4FewChannels, UpConv4x4Winograd, winograd_filters
 
 
 def _direct(x_nchw: torch.Tensor, w: torch.Tensor, bias_nchw: torch.Tensor) -> torch.Tensor:
@@ -59,3 +59,14 @@ def test_upsampling_equals_transposed_convolution(frames, c, k, h, w) -> None:
     x2 = torch.randn_like(x).relu()  # the reused scratch buffers carry nothing over
     out2 = up(x2.permute(0, 2, 3, 1).contiguous()).permute(0, 3, 1, 2)
     assert torch.allclose(out2, F.conv_transpose2d(x2, weight, bias, stride=2, padding=1).relu(), atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("frames, c, k, h, w", [(2, 16, 3, 8, 6), (1, 8, 3, 5, 7), (3, 4, 2, 1, 1)])
+def test_few_channel_upsampling_equals_transposed_convolution(frames, c, k, h, w) -> None:
+    g = torch.Generator().manual_seed(h * 7 + w)
+    x = torch.randn(frames, c, h, w, generator=g)
+    weight = torch.randn(c, k, 4, 4, generator=g) / (4 * c**0.5)
+    out = UpConv4x4FewChannels(weight)(x.contiguous(memory_format=torch.channels_last))
+    want = F.conv_transpose2d(x, weight, stride=2, padding=1)
+    assert out.shape == want.shape == (frames, k, 2 * h, 2 * w)
+    assert torch.allclose(out, want, atol=2e-6, rtol=1e-5), (out - want).abs().max()

@@ -31,7 +31,7 @@ from torch import nn
 
 from .config import SDAConfig
 from .state import IdentityContext, StreamState
-from .winograd import Conv3x3Winograd, UpConv4x4Winograd
+from .winograd import Conv3x3Winograd, UpConv4x4FewChannels, UpConv4x4Winograd
 
 __all__ = ["FoldedModel", "InferenceEngine", "fold_bn", "default_inference_dtype", "native_bf16_cpu", "PRECISIONS"]
 
@@ -105,37 +105,6 @@ def _up2x_gemm(x: torch.Tensor, w_mat_t: torch.Tensor, out_size: tuple[int, int]
     cols = (w_mat_t @ x.reshape(n, c, h * w).transpose(0, 1).reshape(c, n * h * w))
     cols = cols.view(-1, n, h * w).transpose(0, 1)
     return F.fold(cols, out_size, 4, stride=2, padding=1)
-
-
-# Output row 2m + a of a 4x4 stride-2 padding-1 transposed convolution: input rows m + offset
-# with kernel rows tap, for the (offset, tap) pairs of phase a (the same for columns).
-_PHASE_TAPS = (((-1, 3), (0, 1)), ((0, 2), (1, 0)))
-
-
-def _tap_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """(C, K, 4, 4) transposed-convolution weights -> (16 K, C), rows ordered (ky, kx, k)."""
-    c, k = weight.shape[:2]
-    return weight.permute(2, 3, 1, 0).reshape(16 * k, c).contiguous()
-
-
-def _up2x_few_channels(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """4x4 stride-2 padding-1 transposed convolution to few channels (the generator's last
-    layer: 64 -> 3): one GEMM gives every kernel tap's contribution of every input pixel,
-    and each output phase adds its four taps' planes, shifted. CPU kernels run a 3-channel
-    transposed convolution far below their peak (0.40-0.64 ms a frame here against 0.20)."""
-    n, c, h, w = x.shape
-    k = taps.shape[0] // 16
-    z = (taps @ x.permute(0, 2, 3, 1).reshape(-1, c).t()).view(4, 4, k, n, h, w)
-    out = torch.zeros(n, k, h, 2, w, 2, dtype=z.dtype, device=z.device)
-    for a in range(2):
-        for b in range(2):
-            phase = out[:, :, :, a, :, b]
-            for oy, ky in _PHASE_TAPS[a]:
-                rows_in, rows_out = slice(max(0, oy), h + min(0, oy)), slice(max(0, -oy), h - max(0, oy))
-                for ox, kx in _PHASE_TAPS[b]:
-                    cols_in, cols_out = slice(max(0, ox), w + min(0, ox)), slice(max(0, -ox), w - max(0, ox))
-                    phase[:, :, rows_out, cols_out].add_(z[ky, kx, :, :, rows_in, cols_in].transpose(0, 1))
-    return out.view(n, k, 2 * h, 2 * w)
 
 
 @contextmanager
@@ -262,10 +231,14 @@ class FoldedModel:
             self.blocks = [_Block(gen.dcl[i], dtype, winograd) for i in range(1, 5)]
             self.w_out = gen.dcl[5].weight.detach().clone().to(dtype)
             # with the Winograd forms (float32, CPU, large blocks), the last upsampling (to 3
-            # channels) as one GEMM and shifted adds; on the default model's small last layer
-            # it made a live step slower (1.67 against 1.47 ms)
-            fast_out = self.blocks[-1].winograd is not None
-            self.w_out_taps = _tap_matrix(self.w_out) if fast_out else None
+            # channels, exactly twice the last block's size) as one GEMM and shifted adds; on
+            # the default model's small last layer it made a live step slower (1.67 against
+            # 1.47 ms)
+            last = self.blocks[-1]
+            exact = tuple(cfg.img_size) == (2 * last.out_size[0], 2 * last.out_size[1])
+            self.out_few: UpConv4x4FewChannels | None = (
+                UpConv4x4FewChannels(self.w_out) if last.winograd is not None and exact else None
+            )
         self.device = self.w_out.device
 
     # ---- once per still image ------------------------------------------------------------
@@ -318,8 +291,8 @@ class FoldedModel:
             x = blk(x, bias.to(self.dtype), b)
         h, w = self.config.img_size
         pad = (h - 2 * x.shape[2], w - 2 * x.shape[3])
-        if self.w_out_taps is not None and pad == (0, 0):
-            x = _up2x_few_channels(x, self.w_out_taps)
+        if self.out_few is not None:
+            x = self.out_few(x)
         else:
             x = F.conv_transpose2d(x, self.w_out, stride=2, padding=1, output_padding=pad)
         return torch.tanh(x.float()).view(b, t, 3, h, w)
